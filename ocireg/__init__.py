@@ -1,0 +1,1 @@
+"""ocireg: a container registry where every push is a new repository version."""

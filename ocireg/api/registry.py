@@ -1,0 +1,327 @@
+"""The Klein routes of the registry API (`/v2/`): parse, call the registry, render."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from ocireg.api.download import FileProducer, parse_range
+from ocireg.api.streaming import BufferedBody, RefusedBody, UploadBody
+from ocireg.errors import (
+    BLOB_UPLOAD_INVALID,
+    MANIFEST_UNKNOWN,
+    METHOD_UNSUPPORTED,
+    NOT_FOUND,
+    ErrorCode,
+    RegistryError,
+)
+from ocireg.manifest import OCI_INDEX
+from ocireg.registry import Registry, upload_location, upload_range
+
+_log = Logger()
+
+PAGINATION_NUMBER_INVALID = ErrorCode(
+    "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
+)
+UNKNOWN = ErrorCode("UNKNOWN", 500, "unknown error")
+
+#: The most tags or repositories one listing returns.
+MAX_PAGE = 10_000
+
+
+def _arg(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def _set_headers(request: IRequest, headers: dict[str, str | int]) -> None:
+    for key, value in headers.items():
+        request.setHeader(key, str(value))
+
+
+def _json(request: IRequest, document: object, content_type: str = "application/json") -> bytes:
+    body = json.dumps(document).encode()
+    request.setHeader("Content-Type", content_type)
+    request.setHeader("Content-Length", str(len(body)))
+    return body
+
+
+def _accepted_types(request: IRequest) -> set[str]:
+    # Clients send Accept as several header lines: merge them all.
+    raw = request.requestHeaders.getRawHeaders("accept") or []
+    return {
+        part.split(";", 1)[0].strip().lower() for line in raw for part in line.split(",")
+    } - {""}
+
+
+def _acceptable(request: IRequest, media_type: str) -> bool:
+    accepted = _accepted_types(request)
+    return not accepted or bool(accepted & {"*/*", "application/*", media_type})
+
+
+def _page_size(request: IRequest) -> int | None:
+    n = _arg(request, "n")
+    if n is None:
+        return None
+    if not n.isdigit():
+        raise RegistryError(PAGINATION_NUMBER_INVALID, "n must be a non-negative integer",
+                            {"n": n[:50]})
+    return min(int(n), MAX_PAGE)
+
+
+def _paginate(request: IRequest, path: str, items: list[str], limit: int | None) -> list[str]:
+    """Cut `items` (fetched with one extra) to `limit`, with a Link to the next page."""
+    if limit is not None and len(items) > limit:
+        items = items[:limit]
+        query = urlencode({"n": limit, "last": items[-1]})
+        request.setHeader("Link", f'<{path}?{query}>; rel="next"')
+    return items
+
+
+class RegistryAPI:
+    """The `/v2/` routes, serving `registry`."""
+
+    app = Klein()
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def resource(self):
+        return self.app.resource()
+
+    # Errors
+
+    @app.handle_errors(RegistryError)
+    def _registry_error(self, request: IRequest, failure) -> bytes:
+        error: RegistryError = failure.value
+        request.setResponseCode(error.status)
+        _set_headers(request, error.headers)
+        return _json(request, json.loads(error.to_json()))
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request: IRequest, failure) -> bytes:
+        return self._registry_error(request, _Failure(RegistryError(NOT_FOUND)))
+
+    @app.handle_errors(MethodNotAllowed)
+    def _method_not_allowed(self, request: IRequest, failure) -> bytes:
+        return self._registry_error(request, _Failure(RegistryError(METHOD_UNSUPPORTED)))
+
+    @app.handle_errors(Exception)
+    def _unexpected(self, request: IRequest, failure) -> bytes:
+        _log.failure("unexpected error serving {method} {uri}", failure,
+                     method=request.method, uri=request.uri)
+        return self._registry_error(request, _Failure(RegistryError(UNKNOWN)))
+
+    # Base
+
+    @app.route("/v2/", methods=["GET", "HEAD"])
+    def base(self, request: IRequest) -> bytes:
+        return _json(request, {})
+
+    # Blobs
+
+    @app.route("/v2/<path:name>/blobs/<digest>", methods=["GET", "HEAD"])
+    async def get_blob(self, request: IRequest, name: str, digest: str) -> bytes | None:
+        if request.method == b"HEAD":
+            parsed, size = await self._registry.blob_size(name, digest)
+            _set_headers(request, {
+                "Content-Length": size,
+                "Content-Type": "application/octet-stream",
+                "Docker-Content-Digest": str(parsed),
+                "Accept-Ranges": "bytes",
+                "ETag": f'"{parsed}"',
+            })
+            return b""
+        parsed, size, f = await self._registry.open_blob(name, digest)
+        try:
+            wanted = parse_range(request.getHeader("range"), size)
+        except RegistryError:
+            f.close()
+            raise
+        _set_headers(request, {
+            "Content-Type": "application/octet-stream",
+            "Docker-Content-Digest": str(parsed),
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{parsed}"',
+        })
+        start, length = 0, size
+        if wanted is not None:
+            request.setResponseCode(206)
+            request.setHeader("Content-Range", f"bytes {wanted.start}-{wanted.end}/{size}")
+            start, length = wanted.start, wanted.length
+        request.setHeader("Content-Length", str(length))
+        await FileProducer(f, start, length, request).send()
+        return None
+
+    @app.route("/v2/<path:name>/blobs/<digest>", methods=["DELETE"])
+    async def delete_blob(self, request: IRequest, name: str, digest: str) -> bytes:
+        await self._registry.delete_blob(name, digest)
+        request.setResponseCode(202)
+        request.setHeader("Content-Length", "0")
+        return b""
+
+    # Uploads
+
+    @app.route("/v2/<path:name>/blobs/uploads/", methods=["POST"])
+    async def start_upload(self, request: IRequest, name: str) -> bytes:
+        body = request.content
+        mount, source = _arg(request, "mount"), _arg(request, "from")
+        if mount is not None and source is not None:
+            mounted = await self._registry.mount(name, source, mount)
+            if mounted is not None:
+                return self._blob_created(request, name, mounted[0])
+        if isinstance(body, (UploadBody, RefusedBody)):
+            digest = _arg(request, "digest")
+            assert digest is not None
+            uuid, upload = await body.result()
+            parsed, _ = await self._registry.complete_upload(name, uuid, digest, upload)
+            return self._blob_created(request, name, parsed)
+        uuid = await self._registry.start_upload(name)
+        return self._upload_progress(request, name, uuid, 0)
+
+    def _blob_created(self, request: IRequest, name: str, digest) -> bytes:
+        request.setResponseCode(201)
+        _set_headers(request, {
+            "Location": f"/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": str(digest),
+            "Content-Length": 0,
+        })
+        return b""
+
+    def _upload_progress(self, request: IRequest, name: str, uuid: str, size: int) -> bytes:
+        request.setResponseCode(202)
+        _set_headers(request, {
+            "Location": upload_location(name, uuid),
+            "Docker-Upload-UUID": uuid,
+            "Range": upload_range(size),
+            "OCI-Chunk-Min-Length": 0,
+            "Content-Length": 0,
+        })
+        return b""
+
+    @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["GET"])
+    async def upload_status(self, request: IRequest, name: str, uuid: str) -> bytes:
+        size = await self._registry.upload_size(name, uuid)
+        self._upload_progress(request, name, uuid, size)
+        request.setResponseCode(204)
+        return b""
+
+    def _upload_body(self, request: IRequest) -> UploadBody | RefusedBody:
+        body = request.content
+        if not isinstance(body, (UploadBody, RefusedBody)):
+            raise RegistryError(BLOB_UPLOAD_INVALID, "malformed upload request")
+        return body
+
+    @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["PATCH"])
+    async def upload_chunk(self, request: IRequest, name: str, uuid: str) -> bytes:
+        uuid, upload = await self._upload_body(request).result()
+        size = await self._registry.release_upload(uuid, upload)
+        return self._upload_progress(request, name, uuid, size)
+
+    @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["PUT"])
+    async def finish_upload(self, request: IRequest, name: str, uuid: str) -> bytes:
+        uuid, upload = await self._upload_body(request).result()
+        digest = _arg(request, "digest")
+        assert digest is not None
+        parsed, _ = await self._registry.complete_upload(name, uuid, digest, upload)
+        return self._blob_created(request, name, parsed)
+
+    @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["DELETE"])
+    async def cancel_upload(self, request: IRequest, name: str, uuid: str) -> bytes:
+        await self._registry.cancel_upload(name, uuid)
+        request.setResponseCode(204)
+        return b""
+
+    # Manifests
+
+    @app.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
+    async def get_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        manifest = await self._registry.get_manifest(name, reference)
+        if not _acceptable(request, manifest.media_type):
+            raise RegistryError(
+                MANIFEST_UNKNOWN,
+                f"manifest {reference!r} is a {manifest.media_type}, which the request's "
+                "Accept header does not accept",
+                {"mediaType": manifest.media_type},
+            )
+        _set_headers(request, {
+            "Content-Type": manifest.media_type,
+            "Content-Length": len(manifest.body),
+            "Docker-Content-Digest": str(manifest.digest),
+            "ETag": f'"{manifest.digest}"',
+        })
+        return b"" if request.method == b"HEAD" else manifest.body
+
+    @app.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
+    async def put_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        body = request.content
+        if not isinstance(body, BufferedBody) or isinstance(body, RefusedBody):
+            raise RegistryError(BLOB_UPLOAD_INVALID, "malformed manifest request")
+        pushed = await self._registry.put_manifest(
+            name, reference, body.value(), request.getHeader("content-type") or ""
+        )
+        request.setResponseCode(201)
+        headers: dict[str, str | int] = {
+            "Location": f"/v2/{name}/manifests/{pushed.digest}",
+            "Docker-Content-Digest": str(pushed.digest),
+            "Content-Length": 0,
+        }
+        if pushed.subject is not None:
+            headers["OCI-Subject"] = str(pushed.subject)
+        _set_headers(request, headers)
+        return b""
+
+    @app.route("/v2/<path:name>/manifests/<reference>", methods=["DELETE"])
+    async def delete_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        await self._registry.delete_manifest(name, reference)
+        request.setResponseCode(202)
+        request.setHeader("Content-Length", "0")
+        return b""
+
+    # Listings
+
+    @app.route("/v2/<path:name>/tags/list", methods=["GET"])
+    async def tags(self, request: IRequest, name: str) -> bytes:
+        limit = _page_size(request)
+        found = await self._registry.tags(
+            name, None if limit is None else limit + 1, _arg(request, "last")
+        )
+        found = _paginate(request, f"/v2/{name}/tags/list", found, limit)
+        return _json(request, {"name": name, "tags": found})
+
+    @app.route("/v2/_catalog", methods=["GET"])
+    async def catalog(self, request: IRequest) -> bytes:
+        limit = _page_size(request)
+        found = await self._registry.catalog(
+            None if limit is None else limit + 1, _arg(request, "last")
+        )
+        found = _paginate(request, "/v2/_catalog", found, limit)
+        return _json(request, {"repositories": found})
+
+    @app.route("/v2/<path:name>/referrers/<digest>", methods=["GET"])
+    async def referrers(self, request: IRequest, name: str, digest: str) -> bytes:
+        artifact_type = _arg(request, "artifactType")
+        found = await self._registry.referrers(name, digest, artifact_type)
+        if artifact_type is not None:
+            request.setHeader("OCI-Filters-Applied", "artifactType")
+        return _json(
+            request,
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [d.to_json() for d in found],
+            },
+            OCI_INDEX,
+        )
+
+
+class _Failure:
+    """Just enough of a Failure for the error renderer."""
+
+    def __init__(self, value: BaseException) -> None:
+        self.value = value

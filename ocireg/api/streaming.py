@@ -1,0 +1,259 @@
+"""The request body path: where each request's body goes as it arrives.
+
+twisted.web would spool every body to memory or a temporary file before the
+handler runs. Instead, `RegistryRequest.gotLength` asks `route_body` for a
+sink as soon as the headers are in: blob upload bodies (PATCH, PUT and
+monolithic POST) stream into the upload's file through a digest-updating
+writer, pausing the socket while the writer is behind; every other body is
+kept in memory up to a small limit.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs, unquote
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+
+from ocireg.errors import BLOB_UPLOAD_INVALID, DIGEST_INVALID, TOO_LARGE, RegistryError
+from ocireg.interfaces import IUploadFile
+from ocireg.manifest import MAX_MANIFEST_SIZE
+from ocireg.registry import Registry, check_content_range
+
+_log = Logger()
+
+#: Pause reading from the socket when this much is waiting to be written...
+HIGH_WATER = 8 * 1024 * 1024
+#: ...and resume once the writer is down to this.
+LOW_WATER = 2 * 1024 * 1024
+
+_UPLOAD = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<uuid>[^/]+)$")
+_UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$")
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+OpenUpload = Callable[[], Awaitable[tuple[str, IUploadFile]]]
+
+
+class BufferedBody:
+    """A body kept in memory, refused with 413 once it exceeds `limit` bytes."""
+
+    def __init__(self, limit: int, length: int | None) -> None:
+        self._limit = limit
+        self._buffer = io.BytesIO()
+        self.too_large = length is not None and length > limit
+
+    def write(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        if self._buffer.tell() + len(data) > self._limit:
+            self.too_large = True
+            self._buffer = io.BytesIO()
+            return
+        self._buffer.write(data)
+
+    def tell(self) -> int:
+        return self._buffer.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._buffer.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._buffer.read(size)
+
+    def close(self) -> None:
+        self._buffer.close()
+
+    def value(self) -> bytes:
+        """The whole body, or 413 if it was too large to keep."""
+        if self.too_large:
+            raise RegistryError(TOO_LARGE, f"request body is larger than {self._limit} bytes")
+        return self._buffer.getvalue()
+
+
+class UploadBody:
+    """A blob upload body, streamed into an upload file as it arrives.
+
+    `open_upload` runs as soon as the headers are in; chunks that arrive
+    before it is done wait in memory (with the socket paused past the high
+    water mark). If it fails, the rest of the body is read and discarded, and
+    the handler reports the error.
+    """
+
+    def __init__(
+        self,
+        open_upload: OpenUpload,
+        transport: IPushProducer,
+        release: Callable[[str, IUploadFile], Awaitable[object]],
+    ) -> None:
+        self._transport = transport
+        self._release = release
+        self.received = 0
+        self._early: list[bytes] = []
+        self._early_size = 0
+        self._paused = False
+        self._uuid: str | None = None
+        self._upload: IUploadFile | None = None
+        self._error: BaseException | None = None
+        self._opened = False
+        self._waiting: list[Deferred] = []
+        Deferred.fromCoroutine(self._open(open_upload))
+
+    async def _open(self, open_upload: OpenUpload) -> None:
+        try:
+            self._uuid, self._upload = await open_upload()
+        except BaseException as e:
+            self._error = e
+            self._early = []
+            self._resume()
+        else:
+            for chunk in self._early:
+                self._upload.append(chunk)
+            self._early = []
+            self._throttle()
+        self._opened = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def _when_opened(self) -> Deferred:
+        if self._opened:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        if self._error is not None:
+            return
+        if self._upload is None:
+            self._early.append(data)
+            self._early_size += len(data)
+            if self._early_size > HIGH_WATER:
+                self._pause()
+            return
+        self._upload.append(data)
+        self._throttle()
+
+    def _throttle(self) -> None:
+        assert self._upload is not None
+        if self._upload.queued > HIGH_WATER and not self._paused:
+            self._pause()
+            self._upload.drained(LOW_WATER).addBoth(self._drained)
+
+    def _drained(self, result: object) -> None:
+        self._resume()
+
+    def _pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._transport.pauseProducing()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._transport.resumeProducing()
+
+    def tell(self) -> int:
+        return self.received
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+    async def result(self) -> tuple[str, IUploadFile]:
+        """The upload the body went into, once it is open; or the reason it could not be."""
+        await self._when_opened()
+        if self._error is not None:
+            raise self._error
+        assert self._uuid is not None and self._upload is not None
+        return self._uuid, self._upload
+
+    def connection_lost(self) -> None:
+        """The client went away mid-body: keep what arrived, so the upload can resume."""
+        Deferred.fromCoroutine(self._keep_received()).addErrback(
+            lambda f: _log.failure("keeping a cut-off upload's bytes", f)
+        )
+
+    async def _keep_received(self) -> None:
+        await self._when_opened()
+        if self._upload is not None and self._uuid is not None:
+            size = await self._release(self._uuid, self._upload)
+            _log.info("upload {uuid} cut off by the client at {size} bytes", uuid=self._uuid,
+                      size=size)
+
+
+class RefusedBody(BufferedBody):
+    """A body read and discarded, for a request already known to be refused."""
+
+    def __init__(self, error: RegistryError) -> None:
+        super().__init__(0, None)
+        self.error = error
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def result(self) -> tuple[str, IUploadFile]:
+        raise self.error
+
+
+def parse_content_range(value: str, length: int | None) -> int:
+    """The start offset of a chunk's `Content-Range`, checked against its length."""
+    match = _CONTENT_RANGE.match(value.strip())
+    if not match:
+        raise RegistryError(
+            BLOB_UPLOAD_INVALID, f"malformed Content-Range {value[:100]!r}", {"range": value[:200]}
+        )
+    start, end = int(match.group(1)), int(match.group(2))
+    check_content_range(start, end, length)
+    return start
+
+
+def route_body(
+    registry: Registry,
+    method: bytes,
+    target: bytes,
+    headers,
+    length: int | None,
+    transport: IPushProducer,
+):
+    """The sink for the body of a request `method target` with these headers."""
+    path, _, query = target.decode("latin-1").partition("?")
+    path = unquote(path)
+    try:
+        if method in (b"PATCH", b"PUT") and (match := _UPLOAD.match(path)):
+            return _chunk_body(registry, method, match, query, headers, length, transport)
+        if method == b"POST" and (match := _UPLOADS.match(path)):
+            args = parse_qs(query)
+            if "digest" in args and "mount" not in args:
+                name = match.group("name")
+                return UploadBody(
+                    lambda: registry.new_upload_for_body(name), transport, registry.release_upload
+                )
+    except RegistryError as e:
+        return RefusedBody(e)
+    return BufferedBody(MAX_MANIFEST_SIZE, length)
+
+
+def _chunk_body(registry, method, match, query, headers, length, transport) -> UploadBody:
+    name, uuid = match.group("name"), match.group("uuid")
+    content_range = headers.getRawHeaders(b"content-range")
+    start = None
+    if content_range:
+        start = parse_content_range(content_range[0].decode("latin-1"), length)
+    if method == b"PUT" and not parse_qs(query).get("digest"):
+        raise RegistryError(DIGEST_INVALID, "PUT of an upload needs ?digest=")
+
+    async def open_upload() -> tuple[str, IUploadFile]:
+        return uuid, await registry.open_upload(name, uuid, start, length)
+
+    return UploadBody(open_upload, transport, registry.release_upload)

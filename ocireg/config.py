@@ -1,0 +1,71 @@
+"""ocireg's settings: defaults that run with no file, a TOML file, command-line overrides."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from typing import Any
+
+import attrs
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or has a bad value; the message names it."""
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("listen must be an endpoint description or a list of them")
+    return tuple(value)
+
+
+@attrs.frozen
+class Config:
+    """Every setting, with its default. `etc/ocireg.toml` documents each one."""
+
+    #: Twisted endpoint descriptions to serve the API on.
+    listen: tuple[str, ...] = attrs.field(default=("tcp:5000",), converter=_strings)
+    #: Where blobs, uploads and the embedded metadata database live.
+    data_dir: str = "./ocireg-data"
+    #: The metadata database; empty means SQLite in the data directory.
+    database: str = ""
+
+    @property
+    def sqlite_path(self) -> str:
+        return os.path.join(self.data_dir, "metadata.sqlite3")
+
+    @classmethod
+    def load(cls, path: str | None = None, **overrides: Any) -> Config:
+        """Defaults, then the TOML file at `path`, then `overrides` that are not None."""
+        settings: dict[str, Any] = {}
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    document = tomllib.load(f)
+            except OSError as e:
+                raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+            settings.update(_flatten(document, path))
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        for name in ("data_dir", "database"):
+            if name in settings and not isinstance(settings[name], str):
+                raise ConfigError(f"setting {name!r} must be a string")
+        try:
+            return cls(**settings)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+
+
+def _flatten(document: dict[str, Any], path: str) -> dict[str, Any]:
+    """The `[server]` table's keys (or top-level keys), with dashes as underscores."""
+    table = document.get("server", document)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [server] must be a table")
+    return {key.replace("-", "_"): value for key, value in table.items()}

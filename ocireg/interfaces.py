@@ -1,0 +1,95 @@
+"""The seams between ocireg's layers."""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class ITransaction(Interface):
+    """One open database transaction, as the domain code sees it.
+
+    SQL uses `?` placeholders; each backend adapts them to its driver.
+    """
+
+    for_update = Attribute(
+        "The clause that locks the selected rows until commit: ' FOR UPDATE' "
+        "where rows can be locked, '' where the backend serialises transactions."
+    )
+
+    def execute(sql: str, params: tuple = ()) -> object:
+        """Run one statement; a Deferred firing with its rows as a list of tuples."""
+
+
+class IMetadataStore(Interface):
+    """Where blobs', manifests', repositories' and uploads' metadata live."""
+
+    def transact(interaction) -> object:
+        """Run `await interaction(txn)` in one transaction.
+
+        Returns a Deferred of its result. The transaction commits when the
+        interaction returns and rolls back when it raises.
+        """
+
+    def close() -> object:
+        """Close the store; a Deferred that fires when it is closed."""
+
+
+class IBlobStore(Interface):
+    """Where blob bytes and in-progress uploads live.
+
+    Every method that touches the disk returns a Deferred and does its work
+    off the reactor thread.
+    """
+
+    def create_upload(uuid: str) -> object:
+        """Create an empty upload file."""
+
+    def open_upload(uuid: str) -> object:
+        """A Deferred of an `IUploadFile` to append to, or None if there is no such upload."""
+
+    def upload_size(uuid: str) -> object:
+        """A Deferred of the number of bytes an upload holds, or None."""
+
+    def commit_upload(uuid: str, digest: object) -> object:
+        """Make an upload's bytes durable and the blob `digest`'s bytes."""
+
+    def delete_upload(uuid: str) -> object:
+        """Remove an upload's bytes, if any."""
+
+    def missing_blobs(digests: object) -> object:
+        """A Deferred of those of `digests` whose bytes are not stored."""
+
+    def blob_size(digest: object) -> object:
+        """A Deferred of the size of a stored blob, or None when it is not stored."""
+
+    def open_blob(digest: object) -> object:
+        """A Deferred of a binary file object reading the blob, or None."""
+
+    def delete_blob(digest: object) -> object:
+        """Remove a blob's bytes, if any."""
+
+
+class IUploadFile(Interface):
+    """An upload's bytes, open for appending, with the running digest of them.
+
+    Appends are queued and written in order off the reactor thread, so the
+    caller can stop reading from the network while `queued` is high.
+    """
+
+    size = Attribute("Bytes appended so far, including those still queued.")
+    queued = Attribute("Bytes appended but not written yet.")
+
+    def append(data: bytes) -> None:
+        """Queue `data` to be hashed and written after what came before."""
+
+    def drained(threshold: int = 0) -> object:
+        """A Deferred that fires when at most `threshold` bytes are queued.
+
+        It fails with the write's error if a write failed.
+        """
+
+    def digest(algorithm: str) -> object:
+        """A Deferred of the digest of every byte written so far."""
+
+    def close() -> object:
+        """Write what is queued, then close the file; a Deferred."""

@@ -1,0 +1,328 @@
+"""The registry's operations, as the HTTP layer calls them.
+
+Each method validates its input, runs the domain functions of `versions` and
+`uploads` in transactions of the metadata store, and moves bytes through the
+blob store. Nothing here knows of HTTP.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ocireg import uploads, versions
+from ocireg.digest import Digest, is_digest
+from ocireg.errors import (
+    BLOB_UPLOAD_INVALID,
+    BLOB_UPLOAD_UNKNOWN,
+    DIGEST_INVALID,
+    RANGE_INVALID,
+    SIZE_INVALID,
+    RegistryError,
+)
+from ocireg.interfaces import IBlobStore, IMetadataStore, IUploadFile
+from ocireg.manifest import Descriptor, parse_manifest
+from ocireg.names import validate_name, validate_tag
+
+_log = Logger()
+
+
+@attrs.frozen
+class PushedManifest:
+    digest: Digest
+    subject: Digest | None
+
+
+def upload_range(size: int) -> str:
+    """The `Range` header value for an upload holding `size` bytes (docker wants it bare)."""
+    return f"0-{max(size - 1, 0)}"
+
+
+@attrs.define
+class Registry:
+    """Blobs, uploads, manifests and tags of every repository."""
+
+    metadata: IMetadataStore
+    blobs: IBlobStore
+    clock: IReactorTime
+    #: Uploads this process is writing to right now; a second writer is refused.
+    _busy: set[str] = attrs.field(factory=set)
+
+    def _now(self) -> float:
+        return self.clock.seconds()
+
+    # Blobs
+
+    async def blob_size(self, name: str, digest: str) -> tuple[Digest, int]:
+        validate_name(name)
+        parsed = Digest.parse(digest)
+        size = await self.metadata.transact(lambda txn: versions.blob_size(txn, name, parsed))
+        return parsed, size
+
+    async def open_blob(self, name: str, digest: str):
+        """The size of a blob `name` holds, and a file to read it from."""
+        parsed, size = await self.blob_size(name, digest)
+        f = await self.blobs.open_blob(parsed)
+        if f is None:
+            _log.error("blob {digest} is recorded but its bytes are missing", digest=digest)
+            raise RegistryError(
+                versions.BLOB_UNKNOWN, f"the bytes of blob {digest} are missing", {"digest": digest}
+            )
+        return parsed, size, f
+
+    async def delete_blob(self, name: str, digest: str) -> None:
+        validate_name(name)
+        parsed = Digest.parse(digest)
+        now = self._now()
+        await self.metadata.transact(lambda txn: versions.delete_blob(txn, name, parsed, now))
+
+    # Uploads
+
+    async def start_upload(self, name: str) -> str:
+        """Open a new upload session for repository `name`; its uuid."""
+        validate_name(name)
+        uuid = str(uuidlib.uuid4())
+        await self.blobs.create_upload(uuid)
+        now = self._now()
+        await self.metadata.transact(lambda txn: uploads.create_upload(txn, uuid, name, now))
+        return uuid
+
+    async def mount(self, name: str, source: str, digest: str) -> tuple[Digest, int] | None:
+        """Stage into `name` a blob that `source` holds; None when it cannot be mounted."""
+        validate_name(name)
+        try:
+            validate_name(source)
+            parsed = Digest.parse(digest)
+        except RegistryError:
+            return None
+        now = self._now()
+        size = await self.metadata.transact(
+            lambda txn: versions.mount_blob(txn, name, source, parsed, now)
+        )
+        return None if size is None else (parsed, size)
+
+    async def upload_size(self, name: str, uuid: str) -> int:
+        validate_name(name)
+        await self.metadata.transact(lambda txn: uploads.find_upload(txn, name, uuid))
+        size = await self.blobs.upload_size(uuid)
+        if size is None:
+            raise RegistryError(BLOB_UPLOAD_UNKNOWN, f"upload {uuid!r} has no data", {"uuid": uuid})
+        return size
+
+    async def open_upload(
+        self, name: str, uuid: str, start: int | None, length: int | None
+    ) -> IUploadFile:
+        """The upload `uuid` of `name`, open to append a chunk at `start`.
+
+        `start` (from Content-Range) must be the upload's current size, else
+        RANGE_INVALID; the upload is then held by this writer until
+        `release_upload`.
+        """
+        validate_name(name)
+        await self.metadata.transact(lambda txn: uploads.find_upload(txn, name, uuid))
+        if uuid in self._busy:
+            size = await self.blobs.upload_size(uuid) or 0
+            raise RegistryError(
+                RANGE_INVALID,
+                "another request is writing to this upload",
+                {"uuid": uuid},
+                {"Range": upload_range(size), "Location": upload_location(name, uuid)},
+            )
+        self._busy.add(uuid)
+        try:
+            upload = await self.blobs.open_upload(uuid)
+            if upload is None:
+                raise RegistryError(
+                    BLOB_UPLOAD_UNKNOWN, f"upload {uuid!r} has no data", {"uuid": uuid}
+                )
+            if start is not None and start != upload.size:
+                size = upload.size
+                await upload.close()
+                raise RegistryError(
+                    RANGE_INVALID,
+                    f"chunk starts at {start}, but the upload holds {size} bytes",
+                    {"uuid": uuid, "size": size},
+                    {"Range": upload_range(size), "Location": upload_location(name, uuid)},
+                )
+        except BaseException:
+            self._busy.discard(uuid)
+            raise
+        return upload
+
+    async def new_upload_for_body(self, name: str) -> tuple[str, IUploadFile]:
+        """A new upload session, open for appending, for a monolithic POST."""
+        uuid = await self.start_upload(name)
+        return uuid, await self.open_upload(name, uuid, 0, None)
+
+    async def release_upload(self, uuid: str, upload: IUploadFile) -> int:
+        """Close a chunk's writer (what it received stays, the session resumable); the size."""
+        try:
+            await upload.close()
+        finally:
+            self._busy.discard(uuid)
+        now = self._now()
+        await self.metadata.transact(lambda txn: uploads.touch_upload(txn, uuid, now))
+        return upload.size
+
+    async def complete_upload(
+        self, name: str, uuid: str, digest: str, upload: IUploadFile
+    ) -> tuple[Digest, int]:
+        """Verify an upload against `digest` and make it a blob of `name`'s staging version.
+
+        On a mismatch the upload is cancelled and nothing becomes visible.
+        """
+        try:
+            try:
+                expected = Digest.parse(digest)
+            except RegistryError:
+                await self._cancel(uuid, upload)
+                raise
+            actual = await upload.digest(expected.algorithm)
+            size = upload.size
+            await upload.close()
+            if actual != expected:
+                await self._cancel(uuid, None)
+                raise RegistryError(
+                    DIGEST_INVALID,
+                    f"the upload's digest is {actual}, not {expected}",
+                    {"expected": str(expected), "actual": str(actual)},
+                )
+            await self.blobs.commit_upload(uuid, expected)
+            now = self._now()
+
+            async def commit(txn) -> None:
+                await versions.stage_blob(txn, name, expected, size, now)
+                await uploads.delete_upload(txn, uuid)
+
+            await self.metadata.transact(commit)
+            return expected, size
+        finally:
+            self._busy.discard(uuid)
+
+    async def _cancel(self, uuid: str, upload: IUploadFile | None) -> None:
+        if upload is not None:
+            await upload.close()
+        await self.metadata.transact(lambda txn: uploads.delete_upload(txn, uuid))
+        await self.blobs.delete_upload(uuid)
+
+    async def cancel_upload(self, name: str, uuid: str) -> None:
+        validate_name(name)
+        await self.metadata.transact(lambda txn: uploads.find_upload(txn, name, uuid))
+        if uuid in self._busy:
+            raise RegistryError(
+                BLOB_UPLOAD_INVALID, "a request is writing to this upload", {"uuid": uuid}
+            )
+        await self._cancel(uuid, None)
+
+    # Manifests
+
+    async def get_manifest(self, name: str, reference: str) -> versions.StoredManifest:
+        validate_name(name)
+        _validate_reference(reference)
+        return await self.metadata.transact(
+            lambda txn: versions.get_manifest(txn, name, reference)
+        )
+
+    async def put_manifest(
+        self, name: str, reference: str, body: bytes, content_type: str
+    ) -> PushedManifest:
+        """Store a pushed manifest: promoted under its tag, or staged when pushed by digest.
+
+        A manifest with a `subject` is promoted at once, tag or not.
+        """
+        validate_name(name)
+        _validate_reference(reference)
+        manifest = parse_manifest(body, content_type)
+        tag = None
+        if is_digest(reference):
+            wanted = Digest.parse(reference)
+            actual = Digest.of(body, wanted.algorithm)
+            if actual != wanted:
+                raise RegistryError(
+                    DIGEST_INVALID,
+                    f"the manifest's digest is {actual}, not {wanted}",
+                    {"expected": str(wanted), "actual": str(actual)},
+                )
+            if wanted.algorithm != "sha256":
+                manifest = attrs.evolve(manifest, digest=wanted)
+        else:
+            tag = reference
+        now = self._now()
+        if tag is None and manifest.subject is None:
+            await self.metadata.transact(
+                lambda txn: versions.stage_manifest(txn, name, manifest, now)
+            )
+        else:
+            await self.metadata.transact(
+                lambda txn: versions.promote(txn, self.blobs, name, manifest, tag, now)
+            )
+        return PushedManifest(manifest.digest, manifest.subject)
+
+    async def delete_manifest(self, name: str, reference: str) -> None:
+        """Delete a tag, or a manifest by digest with every tag pointing at it."""
+        validate_name(name)
+        _validate_reference(reference)
+        now = self._now()
+        if is_digest(reference):
+            digest = str(Digest.parse(reference))
+            await self.metadata.transact(
+                lambda txn: versions.delete_manifest(txn, name, digest, now)
+            )
+        else:
+            await self.metadata.transact(lambda txn: versions.delete_tag(txn, name, reference, now))
+
+    # Listings
+
+    async def tags(self, name: str, limit: int | None, last: str | None) -> list[str]:
+        validate_name(name)
+        return await self.metadata.transact(lambda txn: versions.tags(txn, name, limit, last))
+
+    async def catalog(self, limit: int | None, last: str | None) -> list[str]:
+        return await self.metadata.transact(lambda txn: versions.repositories(txn, limit, last))
+
+    async def referrers(
+        self, name: str, digest: str, artifact_type: str | None
+    ) -> list[Descriptor]:
+        validate_name(name)
+        subject = Digest.parse(digest)
+        return await self.metadata.transact(
+            lambda txn: versions.referrers(txn, name, subject, artifact_type)
+        )
+
+    async def versions(self, name: str) -> list[versions.Version]:
+        validate_name(name)
+        return await self.metadata.transact(lambda txn: versions.versions(txn, name))
+
+    async def version_content(self, name: str, number: int | None = None) -> dict:
+        validate_name(name)
+        return await self.metadata.transact(
+            lambda txn: versions.version_content(txn, name, number)
+        )
+
+
+def upload_location(name: str, uuid: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{uuid}"
+
+
+def _validate_reference(reference: str) -> None:
+    if is_digest(reference):
+        Digest.parse(reference)
+    else:
+        validate_tag(reference)
+
+
+def check_content_range(start: int, end: int, length: int | None) -> None:
+    """A chunk's Content-Range must be ordered and agree with its Content-Length."""
+    if end < start:
+        raise RegistryError(
+            RANGE_INVALID, f"Content-Range end {end} is before its start {start}"
+        )
+    if length is not None and length != end - start + 1:
+        raise RegistryError(
+            SIZE_INVALID,
+            f"Content-Range {start}-{end} says {end - start + 1} bytes, "
+            f"Content-Length says {length}",
+        )

@@ -1,0 +1,1 @@
+"""Blob stores: where blob bytes and in-progress uploads live."""

@@ -1,0 +1,274 @@
+"""The blob store on a local filesystem.
+
+Layout under the root: `blobs/<algorithm>/<first two hex>/<hex>` holds each
+blob, `uploads/<uuid>` each upload in progress. A blob appears by an atomic
+rename of its fsynced upload file, so a crash leaves either the whole blob or
+none of it.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+from typing import BinaryIO
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from ocireg.digest import Digest, Hasher, new_hasher
+from ocireg.interfaces import IBlobStore, IUploadFile
+
+#: The most bytes one write job hashes and writes at once.
+_WRITE_BATCH = 4 * 1024 * 1024
+
+#: Upload hash states remembered between requests, so a PATCH does not rehash
+#: what earlier PATCHes sent.
+_REMEMBERED_HASHES = 4096
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@implementer(IBlobStore)
+class FilesystemBlobStore:
+    """Blobs and uploads as files under `root`; disk work runs on `threadpool`."""
+
+    def __init__(self, root: str, reactor: IReactorThreads, threadpool: ThreadPool) -> None:
+        self._root = root
+        self._reactor = reactor
+        self._pool = threadpool
+        self._uploads = os.path.join(root, "uploads")
+        self._blobs = os.path.join(root, "blobs")
+        os.makedirs(self._uploads, exist_ok=True)
+        os.makedirs(self._blobs, exist_ok=True)
+        # uuid -> (size, running sha256) of uploads this process wrote last.
+        self._hashes: collections.OrderedDict[str, tuple[int, Hasher]] = (
+            collections.OrderedDict()
+        )
+
+    def _run(self, f, *args) -> Deferred:
+        return deferToThreadPool(self._reactor, self._pool, f, *args)
+
+    def _upload_path(self, uuid: str) -> str:
+        return os.path.join(self._uploads, uuid)
+
+    def blob_path(self, digest: Digest) -> str:
+        return os.path.join(self._blobs, digest.algorithm, digest.hex[:2], digest.hex)
+
+    def create_upload(self, uuid: str) -> Deferred:
+        def create() -> None:
+            with open(self._upload_path(uuid), "xb"):
+                pass
+
+        return self._run(create)
+
+    def upload_size(self, uuid: str) -> Deferred:
+        def size() -> int | None:
+            try:
+                return os.stat(self._upload_path(uuid)).st_size
+            except FileNotFoundError:
+                return None
+
+        return self._run(size)
+
+    def open_upload(self, uuid: str) -> Deferred:
+        remembered = self._hashes.pop(uuid, None)
+
+        def open_() -> UploadFile | None:
+            try:
+                f = open(self._upload_path(uuid), "r+b")
+            except FileNotFoundError:
+                return None
+            size = os.fstat(f.fileno()).st_size
+            if remembered is not None and remembered[0] == size:
+                hasher = remembered[1]
+            else:
+                hasher = _hash_file(f, "sha256")
+            f.seek(size)
+            return UploadFile(self, uuid, f, hasher, size)
+
+        return self._run(open_)
+
+    def _remember(self, uuid: str, size: int, hasher: Hasher) -> None:
+        self._hashes[uuid] = (size, hasher)
+        while len(self._hashes) > _REMEMBERED_HASHES:
+            self._hashes.popitem(last=False)
+
+    def commit_upload(self, uuid: str, digest: Digest) -> Deferred:
+        self._hashes.pop(uuid, None)
+        source = self._upload_path(uuid)
+        target = self.blob_path(digest)
+
+        def commit() -> None:
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            parent = os.path.dirname(target)
+            os.makedirs(parent, exist_ok=True)
+            os.replace(source, target)
+            _fsync_dir(parent)
+
+        return self._run(commit)
+
+    def delete_upload(self, uuid: str) -> Deferred:
+        self._hashes.pop(uuid, None)
+        return self._run(_remove, self._upload_path(uuid))
+
+    def blob_size(self, digest: Digest) -> Deferred:
+        def size() -> int | None:
+            try:
+                return os.stat(self.blob_path(digest)).st_size
+            except FileNotFoundError:
+                return None
+
+        return self._run(size)
+
+    def missing_blobs(self, digests: list[Digest]) -> Deferred:
+        def missing() -> list[Digest]:
+            return [d for d in digests if not os.path.exists(self.blob_path(d))]
+
+        return self._run(missing)
+
+    def open_blob(self, digest: Digest) -> Deferred:
+        def open_() -> BinaryIO | None:
+            try:
+                return open(self.blob_path(digest), "rb")
+            except FileNotFoundError:
+                return None
+
+        return self._run(open_)
+
+    def delete_blob(self, digest: Digest) -> Deferred:
+        return self._run(_remove, self.blob_path(digest))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
+
+
+def _hash_file(f: BinaryIO, algorithm: str) -> Hasher:
+    hasher = new_hasher(algorithm)
+    f.seek(0)
+    while chunk := f.read(1024 * 1024):
+        hasher.update(chunk)
+    return hasher
+
+
+@implementer(IUploadFile)
+class UploadFile:
+    """An upload file open for appending, written in batches by one thread job at a time."""
+
+    def __init__(
+        self, store: FilesystemBlobStore, uuid: str, f: BinaryIO, hasher: Hasher, size: int
+    ) -> None:
+        self._store = store
+        self._uuid = uuid
+        self._file = f
+        self._hasher = hasher
+        self.size = size
+        self.queued = 0
+        self._pending: list[bytes] = []
+        self._writing = False
+        self._failure: BaseException | None = None
+        self._waiters: list[tuple[int, Deferred]] = []
+        self._closed = False
+
+    def append(self, data: bytes) -> None:
+        if self._closed:
+            raise ValueError("upload file is closed")
+        self._pending.append(data)
+        self.size += len(data)
+        self.queued += len(data)
+        self._write_next()
+
+    def _write_next(self) -> None:
+        if self._writing or not self._pending or self._failure is not None:
+            return
+        batch = []
+        batch_size = 0
+        while self._pending and batch_size < _WRITE_BATCH:
+            chunk = self._pending.pop(0)
+            batch.append(chunk)
+            batch_size += len(chunk)
+        data = b"".join(batch) if len(batch) > 1 else batch[0]
+        self._writing = True
+        d = self._store._run(self._write, data)
+        d.addCallbacks(self._written, self._write_failed, callbackArgs=(len(data),))
+
+    def _write(self, data: bytes) -> None:
+        self._hasher.update(data)
+        self._file.write(data)
+
+    def _written(self, _: None, length: int) -> None:
+        self._writing = False
+        self.queued -= length
+        self._notify()
+        self._write_next()
+
+    def _write_failed(self, failure) -> None:
+        self._writing = False
+        self._failure = failure.value
+        self._notify()
+
+    def _notify(self) -> None:
+        ready = [
+            (t, d) for (t, d) in self._waiters if self._failure is not None or self.queued <= t
+        ]
+        self._waiters = [w for w in self._waiters if w not in ready]
+        for _, d in ready:
+            if self._failure is not None:
+                d.errback(self._failure)
+            else:
+                d.callback(None)
+
+    def drained(self, threshold: int = 0) -> Deferred:
+        if self._failure is not None:
+            return Deferred.fromCoroutine(_raise(self._failure))
+        if self.queued <= threshold:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._waiters.append((threshold, d))
+        return d
+
+    async def digest(self, algorithm: str = "sha256") -> Digest:
+        await self.drained()
+        if algorithm == "sha256":
+            return Digest("sha256", self._hasher.copy().hexdigest())
+
+        def rehash() -> str:
+            self._file.flush()
+            return _hash_file(self._file, algorithm).hexdigest()
+
+        hexdigest = await self._store._run(rehash)
+        return Digest(algorithm, hexdigest)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.drained()
+        finally:
+            written = self.size - self.queued
+            await self._store._run(self._file.close)
+            if self._failure is None:
+                self._store._remember(self._uuid, written, self._hasher)
+
+
+async def _raise(error: BaseException) -> None:
+    raise error

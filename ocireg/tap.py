@@ -1,0 +1,55 @@
+"""`twistd ocireg`: command-line options and the service maker."""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from ocireg.config import Config, ConfigError
+from ocireg.service import RegistryService
+
+
+class Options(usage.Options):
+    synopsis = "[--listen ENDPOINT]... [--data-dir DIR] [--config FILE]"
+    longdesc = (
+        "Serve a container registry where every push is a new repository version. "
+        "Command-line options override the config file; with neither, ocireg serves "
+        "tcp:5000 with its data in ./ocireg-data."
+    )
+    optParameters = [
+        ["data-dir", "d", None, "Where blobs, uploads and the metadata database live."],
+        ["config", "c", None, "A TOML config file (see etc/ocireg.toml)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """A Twisted endpoint to serve on, e.g. tcp:5000:interface=127.0.0.1 (repeatable)."""
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        try:
+            self["config_object"] = Config.load(
+                self["config"],
+                listen=self["listen"] or None,
+                data_dir=self["data-dir"],
+            )
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options) -> IService:
+    return RegistryService(options["config_object"])
+
+
+def main() -> None:  # pragma: no cover - convenience for `python -m ocireg.tap`
+    from twisted.scripts.twistd import run
+
+    sys.argv[1:1] = ["-n", "ocireg"]
+    run()

@@ -1,0 +1,602 @@
+"""Repository versions: staging, promotion, closure and removal.
+
+Every function here runs inside one transaction (`txn`, an `ITransaction`)
+and knows nothing of HTTP or of which database serves it. Content is in
+version n of a repository when `version_added <= n` and `version_removed` is
+null or greater than n; the latest version's content is therefore the rows
+whose `version_removed` is null.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import attrs
+
+from ocireg.digest import Digest
+from ocireg.errors import (
+    BLOB_UNKNOWN,
+    CONFLICT,
+    MANIFEST_BLOB_UNKNOWN,
+    MANIFEST_UNKNOWN,
+    NAME_UNKNOWN,
+    RegistryError,
+)
+from ocireg.interfaces import IBlobStore, ITransaction
+from ocireg.manifest import Descriptor, Manifest
+
+#: Most parameters one statement binds; SQLite's floor is 999.
+_BATCH = 500
+
+
+@attrs.frozen
+class Repository:
+    id: int
+    name: str
+    latest_version: int
+
+
+@attrs.frozen
+class StoredManifest:
+    digest: Digest
+    media_type: str
+    body: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Promotion:
+    """The outcome of a tag write: the version that holds it, and whether it is new."""
+
+    version: int
+    created: bool
+
+
+@attrs.frozen
+class Version:
+    number: int
+    base_version: int | None
+    reason: str
+    created: float
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(items), _BATCH):
+        yield items[i : i + _BATCH]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+async def find_repository(txn: ITransaction, name: str, lock: bool = False) -> Repository | None:
+    """The repository called `name`; with `lock`, its row is locked until commit."""
+    rows = await txn.execute(
+        "SELECT id, name, latest_version FROM repositories WHERE name = ?"
+        + (txn.for_update if lock else ""),
+        (name,),
+    )
+    return Repository(*rows[0]) if rows else None
+
+
+async def _existing_repository(txn: ITransaction, name: str, lock: bool = False) -> Repository:
+    repository = await find_repository(txn, name, lock)
+    if repository is None:
+        raise RegistryError(NAME_UNKNOWN, f"repository {name!r} is not known", {"name": name})
+    return repository
+
+
+async def ensure_repository(txn: ITransaction, name: str, now: float) -> Repository:
+    """The repository `name`, created with its empty version 0 if new; its row locked."""
+    repository = await find_repository(txn, name, lock=True)
+    if repository is not None:
+        return repository
+    rows = await txn.execute(
+        "INSERT INTO repositories (name, latest_version, created) VALUES (?, 0, ?) "
+        "ON CONFLICT (name) DO NOTHING RETURNING id",
+        (name, now),
+    )
+    if not rows:
+        # Another transaction created it since we looked.
+        return await _existing_repository(txn, name, lock=True)
+    await txn.execute(
+        "INSERT INTO repository_versions (repository_id, number, base_version, reason, created) "
+        "VALUES (?, 0, NULL, 'created', ?)",
+        (rows[0][0], now),
+    )
+    return Repository(rows[0][0], name, 0)
+
+
+async def _current(
+    txn: ITransaction, repository_id: int, kind: str, names: Iterable[str]
+) -> set[str]:
+    """Which of `names` (of `kind`) the latest version holds."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(names))):
+        rows = await txn.execute(
+            "SELECT name FROM repository_content WHERE repository_id = ? AND kind = ? "
+            f"AND version_removed IS NULL AND name IN ({_marks(len(chunk))})",
+            (repository_id, kind, *chunk),
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
+async def _staged(
+    txn: ITransaction, repository_id: int, kind: str, digests: Iterable[str]
+) -> set[str]:
+    """Which of `digests` (of `kind`) the repository's staging version holds."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(digests))):
+        rows = await txn.execute(
+            "SELECT digest FROM staged_content WHERE repository_id = ? AND kind = ? "
+            f"AND digest IN ({_marks(len(chunk))})",
+            (repository_id, kind, *chunk),
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
+async def _visible(
+    txn: ITransaction, repository_id: int, kind: str, digests: Iterable[str]
+) -> set[str]:
+    digests = set(digests)
+    current = await _current(txn, repository_id, kind, digests)
+    return current | await _staged(txn, repository_id, kind, digests - current)
+
+
+async def _unstage(
+    txn: ITransaction, repository_id: int, kind: str, digests: Iterable[str]
+) -> None:
+    for chunk in _chunks(sorted(set(digests))):
+        await txn.execute(
+            "DELETE FROM staged_content WHERE repository_id = ? AND kind = ? "
+            f"AND digest IN ({_marks(len(chunk))})",
+            (repository_id, kind, *chunk),
+        )
+
+
+async def _stage(
+    txn: ITransaction, repository: Repository, kind: str, digest: str, now: float
+) -> None:
+    if await _current(txn, repository.id, kind, [digest]):
+        return
+    await txn.execute(
+        "INSERT INTO staged_content (repository_id, kind, digest, created) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (repository_id, kind, digest) DO NOTHING",
+        (repository.id, kind, digest, now),
+    )
+
+
+# Blobs
+
+
+async def blob_size(txn: ITransaction, name: str, digest: Digest) -> int:
+    """The size of blob `digest` as repository `name` sees it, or BLOB_UNKNOWN."""
+    repository = await find_repository(txn, name)
+    if repository is not None:
+        text = str(digest)
+        if await _visible(txn, repository.id, "blob", [text]):
+            rows = await txn.execute("SELECT size FROM blobs WHERE digest = ?", (text,))
+            if rows:
+                return rows[0][0]
+    raise RegistryError(BLOB_UNKNOWN, f"blob {digest} is not in repository {name!r}",
+                        {"digest": str(digest)})
+
+
+async def stage_blob(
+    txn: ITransaction, name: str, digest: Digest, size: int, now: float
+) -> None:
+    """Record blob `digest` and add it to the staging version of repository `name`."""
+    await txn.execute(
+        "INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) "
+        "ON CONFLICT (digest) DO NOTHING",
+        (str(digest), size, now),
+    )
+    repository = await ensure_repository(txn, name, now)
+    await _stage(txn, repository, "blob", str(digest), now)
+
+
+async def mount_blob(
+    txn: ITransaction, name: str, source: str, digest: Digest, now: float
+) -> int | None:
+    """Stage into `name` a blob that repository `source` holds; its size, or None if it cannot."""
+    try:
+        size = await blob_size(txn, source, digest)
+    except RegistryError:
+        return None
+    repository = await ensure_repository(txn, name, now)
+    await _stage(txn, repository, "blob", str(digest), now)
+    return size
+
+
+async def delete_blob(txn: ITransaction, name: str, digest: Digest, now: float) -> None:
+    """Take blob `digest` out of repository `name`: a new version without it, or out of staging.
+
+    A blob that a manifest of the latest version needs is refused with a
+    conflict: removing it would leave that manifest broken.
+    """
+    repository = await _existing_repository(txn, name, lock=True)
+    text = str(digest)
+    in_staging = await _staged(txn, repository.id, "blob", [text])
+    in_current = await _current(txn, repository.id, "blob", [text])
+    if not in_staging and not in_current:
+        raise RegistryError(BLOB_UNKNOWN, f"blob {digest} is not in repository {name!r}",
+                            {"digest": text})
+    if in_current:
+        users = await _manifests_needing(txn, repository.id, "blob", text)
+        if users:
+            raise RegistryError(
+                CONFLICT,
+                f"blob {digest} is part of manifest {users[0]} in repository {name!r}: "
+                "delete the manifest first",
+                {"digest": text, "manifests": users[:10]},
+            )
+        version = await _new_version(txn, repository, f"delete blob {digest}", now)
+        await _remove(txn, repository.id, version, "blob", [text])
+    await _unstage(txn, repository.id, "blob", [text])
+
+
+async def _manifests_needing(
+    txn: ITransaction, repository_id: int, kind: str, digest: str
+) -> list[str]:
+    """Manifests of the latest version that reference `digest` (of `kind`)."""
+    rows = await txn.execute(
+        "SELECT r.manifest FROM manifest_references r JOIN repository_content c "
+        "ON c.repository_id = ? AND c.kind = 'manifest' AND c.name = r.manifest "
+        "AND c.version_removed IS NULL WHERE r.kind = ? AND r.digest = ? ORDER BY r.manifest",
+        (repository_id, kind, digest),
+    )
+    return [r[0] for r in rows]
+
+
+# Manifests
+
+
+async def store_manifest(txn: ITransaction, manifest: Manifest, now: float) -> None:
+    """Record `manifest` and its references in the global content, once."""
+    rows = await txn.execute(
+        "INSERT INTO manifests (digest, media_type, artifact_type, subject, annotations, body, "
+        "created) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING RETURNING digest",
+        (
+            str(manifest.digest),
+            manifest.media_type,
+            manifest.artifact_type,
+            str(manifest.subject) if manifest.subject else None,
+            json.dumps(manifest.annotations) if manifest.annotations else None,
+            manifest.body,
+            now,
+        ),
+    )
+    if not rows:
+        return
+    references = [("blob", str(d)) for d in manifest.blobs] + [
+        ("manifest", str(d)) for d in manifest.manifests
+    ]
+    for i in range(0, len(references), _BATCH // 3):
+        chunk = references[i : i + _BATCH // 3]
+        await txn.execute(
+            "INSERT INTO manifest_references (manifest, kind, digest) VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(chunk)),
+            tuple(v for kind, digest in chunk for v in (str(manifest.digest), kind, digest)),
+        )
+
+
+async def stage_manifest(txn: ITransaction, name: str, manifest: Manifest, now: float) -> None:
+    """Record `manifest` and add it to the staging version of repository `name`."""
+    repository = await ensure_repository(txn, name, now)
+    await store_manifest(txn, manifest, now)
+    await _stage(txn, repository, "manifest", str(manifest.digest), now)
+
+
+async def resolve(txn: ITransaction, name: str, reference: str) -> tuple[Repository, str]:
+    """The repository and manifest digest that `reference` (a tag or digest) names in `name`."""
+    repository = await find_repository(txn, name)
+    if repository is not None:
+        if ":" in reference:
+            if await _visible(txn, repository.id, "manifest", [reference]):
+                return repository, reference
+        else:
+            rows = await txn.execute(
+                "SELECT digest FROM repository_content WHERE repository_id = ? AND kind = 'tag' "
+                "AND name = ? AND version_removed IS NULL",
+                (repository.id, reference),
+            )
+            if rows:
+                return repository, rows[0][0]
+    raise RegistryError(
+        MANIFEST_UNKNOWN,
+        f"manifest {reference!r} is not in repository {name!r}",
+        {"name": name, "reference": reference},
+    )
+
+
+async def get_manifest(txn: ITransaction, name: str, reference: str) -> StoredManifest:
+    """The manifest that `reference` names in repository `name`, or MANIFEST_UNKNOWN."""
+    _, digest = await resolve(txn, name, reference)
+    rows = await txn.execute(
+        "SELECT media_type, body FROM manifests WHERE digest = ?", (digest,)
+    )
+    media_type, body = rows[0]
+    return StoredManifest(Digest.parse(digest), media_type, bytes(body))
+
+
+async def _closure(
+    txn: ITransaction, repository: Repository, manifest: Manifest
+) -> tuple[set[str], set[str]]:
+    """The manifests and blobs that `manifest` needs, all present in the repository.
+
+    Child manifests and blobs count as present when the latest version or the
+    staging version holds them and their metadata exists; anything else fails
+    the whole closure with MANIFEST_BLOB_UNKNOWN.
+    """
+    manifests = {str(manifest.digest)}
+    blobs = {str(d) for d in manifest.blobs}
+    frontier = {str(d) for d in manifest.manifests}
+    while frontier:
+        frontier -= manifests
+        if not frontier:
+            break
+        present = await _visible(txn, repository.id, "manifest", frontier)
+        if present != frontier:
+            missing = sorted(frontier - present)
+            raise RegistryError(
+                MANIFEST_BLOB_UNKNOWN,
+                f"manifest {missing[0]} is not in repository {repository.name!r}: push it first",
+                {"manifests": missing[:20]},
+            )
+        manifests |= frontier
+        children: set[str] = set()
+        for chunk in _chunks(sorted(frontier)):
+            rows = await txn.execute(
+                "SELECT kind, digest FROM manifest_references "
+                f"WHERE manifest IN ({_marks(len(chunk))})",
+                tuple(chunk),
+            )
+            for kind, digest in rows:
+                (blobs if kind == "blob" else children).add(digest)
+        frontier = children
+    present = await _visible(txn, repository.id, "blob", blobs)
+    known: set[str] = set()
+    for chunk in _chunks(sorted(present)):
+        rows = await txn.execute(
+            f"SELECT digest FROM blobs WHERE digest IN ({_marks(len(chunk))})", tuple(chunk)
+        )
+        known.update(r[0] for r in rows)
+    if known != blobs:
+        missing = sorted(blobs - known)
+        raise RegistryError(
+            MANIFEST_BLOB_UNKNOWN,
+            f"blob {missing[0]} is not in repository {repository.name!r}: push it again",
+            {"blobs": missing[:20]},
+        )
+    return manifests, blobs
+
+
+async def _new_version(txn: ITransaction, repository: Repository, reason: str, now: float) -> int:
+    number = repository.latest_version + 1
+    await txn.execute(
+        "INSERT INTO repository_versions (repository_id, number, base_version, reason, created) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (repository.id, number, repository.latest_version, reason, now),
+    )
+    await txn.execute(
+        "UPDATE repositories SET latest_version = ? WHERE id = ?", (number, repository.id)
+    )
+    return number
+
+
+async def _add(
+    txn: ITransaction, repository_id: int, version: int, kind: str, pairs: list[tuple[str, str]]
+) -> None:
+    step = _BATCH // 5
+    for i in range(0, len(pairs), step):
+        chunk = pairs[i : i + step]
+        await txn.execute(
+            "INSERT INTO repository_content (repository_id, kind, name, digest, version_added) "
+            "VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+            tuple(v for name, digest in chunk for v in (repository_id, kind, name, digest, version)),
+        )
+
+
+async def _remove(
+    txn: ITransaction, repository_id: int, version: int, kind: str, names: Iterable[str]
+) -> None:
+    for chunk in _chunks(sorted(set(names))):
+        await txn.execute(
+            "UPDATE repository_content SET version_removed = ? WHERE repository_id = ? "
+            f"AND kind = ? AND version_removed IS NULL AND name IN ({_marks(len(chunk))})",
+            (version, repository_id, kind, *chunk),
+        )
+
+
+async def promote(
+    txn: ITransaction,
+    blob_store: IBlobStore,
+    name: str,
+    manifest: Manifest,
+    tag: str | None,
+    now: float,
+) -> Promotion:
+    """Make `manifest`, its whole closure and `tag` (if any) part of a new version.
+
+    Under the repository's lock: checks that every child manifest and blob is
+    in the latest or the staging version and that every blob's bytes are
+    stored, then creates one version that adds what the latest lacks and moves
+    the tag, and takes the closure out of staging. When nothing would change,
+    no version is made.
+    """
+    repository = await ensure_repository(txn, name, now)
+    await store_manifest(txn, manifest, now)
+    manifests, blobs = await _closure(txn, repository, manifest)
+    missing = await blob_store.missing_blobs([Digest.parse(b) for b in sorted(blobs)])
+    if missing:
+        raise RegistryError(
+            MANIFEST_BLOB_UNKNOWN,
+            f"the bytes of blob {missing[0]} are gone: push it again",
+            {"blobs": [str(d) for d in missing[:20]]},
+        )
+    add_manifests = manifests - await _current(txn, repository.id, "manifest", manifests)
+    add_blobs = blobs - await _current(txn, repository.id, "blob", blobs)
+    digest = str(manifest.digest)
+    old_tag = None
+    if tag is not None:
+        rows = await txn.execute(
+            "SELECT digest FROM repository_content WHERE repository_id = ? AND kind = 'tag' "
+            "AND name = ? AND version_removed IS NULL",
+            (repository.id, tag),
+        )
+        old_tag = rows[0][0] if rows else None
+    moves_tag = tag is not None and old_tag != digest
+
+    await _unstage(txn, repository.id, "manifest", manifests)
+    await _unstage(txn, repository.id, "blob", blobs)
+    if not (add_manifests or add_blobs or moves_tag):
+        return Promotion(repository.latest_version, created=False)
+
+    reason = f"push tag {tag}" if tag is not None else f"push {digest}"
+    version = await _new_version(txn, repository, reason, now)
+    if moves_tag:
+        assert tag is not None
+        if old_tag is not None:
+            await _remove(txn, repository.id, version, "tag", [tag])
+        await _add(txn, repository.id, version, "tag", [(tag, digest)])
+    await _add(txn, repository.id, version, "manifest", [(d, d) for d in sorted(add_manifests)])
+    await _add(txn, repository.id, version, "blob", [(d, d) for d in sorted(add_blobs)])
+    return Promotion(version, created=True)
+
+
+async def delete_tag(txn: ITransaction, name: str, tag: str, now: float) -> int:
+    """A new version of `name` without `tag`; its number."""
+    repository = await _existing_repository(txn, name, lock=True)
+    if not await _current(txn, repository.id, "tag", [tag]):
+        raise RegistryError(MANIFEST_UNKNOWN, f"tag {tag!r} is not in repository {name!r}",
+                            {"tag": tag})
+    version = await _new_version(txn, repository, f"delete tag {tag}", now)
+    await _remove(txn, repository.id, version, "tag", [tag])
+    return version
+
+
+async def delete_manifest(txn: ITransaction, name: str, digest: str, now: float) -> int | None:
+    """Take manifest `digest` out of `name`, with the tags that point at it.
+
+    The blobs it needed that no other manifest of the version needs go with
+    it; child manifests stay, as manifests of their own. Returns the new
+    version, or None when the manifest was only staged.
+    """
+    repository = await _existing_repository(txn, name, lock=True)
+    in_staging = await _staged(txn, repository.id, "manifest", [digest])
+    in_current = await _current(txn, repository.id, "manifest", [digest])
+    if not in_staging and not in_current:
+        raise RegistryError(MANIFEST_UNKNOWN, f"manifest {digest} is not in repository {name!r}",
+                            {"digest": digest})
+    await _unstage(txn, repository.id, "manifest", [digest])
+    if not in_current:
+        return None
+    tags = await txn.execute(
+        "SELECT name FROM repository_content WHERE repository_id = ? AND kind = 'tag' "
+        "AND digest = ? AND version_removed IS NULL",
+        (repository.id, digest),
+    )
+    version = await _new_version(txn, repository, f"delete manifest {digest}", now)
+    await _remove(txn, repository.id, version, "manifest", [digest])
+    await _remove(txn, repository.id, version, "tag", [t[0] for t in tags])
+    needed = await txn.execute(
+        "SELECT digest FROM manifest_references WHERE manifest = ? AND kind = 'blob'", (digest,)
+    )
+    orphans = [
+        d for (d,) in needed if not await _manifests_needing(txn, repository.id, "blob", d)
+    ]
+    await _remove(txn, repository.id, version, "blob", orphans)
+    return version
+
+
+# Listings
+
+
+async def tags(
+    txn: ITransaction, name: str, limit: int | None, last: str | None
+) -> list[str]:
+    """The tags of the latest version of `name`, in lexical order, after `last`."""
+    repository = await _existing_repository(txn, name)
+    sql = (
+        "SELECT name FROM repository_content WHERE repository_id = ? AND kind = 'tag' "
+        "AND version_removed IS NULL"
+    )
+    params: tuple = (repository.id,)
+    if last is not None:
+        sql += " AND name > ?"
+        params += (last,)
+    sql += " ORDER BY name"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params += (limit,)
+    return [r[0] for r in await txn.execute(sql, params)]
+
+
+async def repositories(txn: ITransaction, limit: int | None, last: str | None) -> list[str]:
+    """Repository names in lexical order, after `last`."""
+    sql = "SELECT name FROM repositories"
+    params: tuple = ()
+    if last is not None:
+        sql += " WHERE name > ?"
+        params += (last,)
+    sql += " ORDER BY name"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params += (limit,)
+    return [r[0] for r in await txn.execute(sql, params)]
+
+
+async def referrers(
+    txn: ITransaction, name: str, subject: Digest, artifact_type: str | None
+) -> list[Descriptor]:
+    """Descriptors of the manifests in `name` whose subject is `subject`."""
+    repository = await find_repository(txn, name)
+    if repository is None:
+        return []
+    sql = (
+        "SELECT m.digest, m.media_type, m.artifact_type, m.annotations, length(m.body) "
+        "FROM manifests m JOIN repository_content c ON c.repository_id = ? "
+        "AND c.kind = 'manifest' AND c.name = m.digest AND c.version_removed IS NULL "
+        "WHERE m.subject = ?"
+    )
+    params: tuple = (repository.id, str(subject))
+    if artifact_type is not None:
+        sql += " AND m.artifact_type = ?"
+        params += (artifact_type,)
+    rows = await txn.execute(sql + " ORDER BY m.digest", params)
+    return [
+        Descriptor(media_type, Digest.parse(digest), size, artifact,
+                   json.loads(annotations) if annotations else None)
+        for digest, media_type, artifact, annotations, size in rows
+    ]
+
+
+async def versions(txn: ITransaction, name: str) -> list[Version]:
+    """Every version of repository `name`, oldest first."""
+    repository = await _existing_repository(txn, name)
+    rows = await txn.execute(
+        "SELECT number, base_version, reason, created FROM repository_versions "
+        "WHERE repository_id = ? ORDER BY number",
+        (repository.id,),
+    )
+    return [Version(*row) for row in rows]
+
+
+async def version_content(
+    txn: ITransaction, name: str, number: int | None = None
+) -> dict[str, dict[str, str]]:
+    """What version `number` (default: the latest) of `name` holds, by kind: name -> digest."""
+    repository = await _existing_repository(txn, name)
+    if number is None:
+        number = repository.latest_version
+    rows = await txn.execute(
+        "SELECT kind, name, digest FROM repository_content WHERE repository_id = ? "
+        "AND version_added <= ? AND (version_removed IS NULL OR version_removed > ?)",
+        (repository.id, number, number),
+    )
+    content: dict[str, dict[str, str]] = {"tag": {}, "manifest": {}, "blob": {}}
+    for kind, key, digest in rows:
+        content[kind][key] = digest
+    return content
