@@ -38,6 +38,8 @@ class RegistryRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self._body_complete = True
+        if isinstance(self.content, UploadBody):
+            self.content.complete = True
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason) -> None:

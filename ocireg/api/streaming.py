@@ -95,6 +95,9 @@ class UploadBody:
         self._early: list[bytes] = []
         self._early_size = 0
         self._paused = False
+        self._draining = False
+        #: Set by the request once the whole body has arrived.
+        self.complete = False
         self._uuid: str | None = None
         self._upload: IUploadFile | None = None
         self._error: BaseException | None = None
@@ -141,11 +144,16 @@ class UploadBody:
 
     def _throttle(self) -> None:
         assert self._upload is not None
-        if self._upload.queued > HIGH_WATER and not self._paused:
-            self._pause()
+        if self._upload.queued <= HIGH_WATER:
+            self._resume()
+            return
+        self._pause()
+        if not self._draining:
+            self._draining = True
             self._upload.drained(LOW_WATER).addBoth(self._drained)
 
     def _drained(self, result: object) -> None:
+        self._draining = False
         self._resume()
 
     def _pause(self) -> None:
@@ -156,7 +164,10 @@ class UploadBody:
     def _resume(self) -> None:
         if self._paused:
             self._paused = False
-            self._transport.resumeProducing()
+            # Once the body is in, the channel resumes reading itself when
+            # the response is done; resuming earlier would read ahead.
+            if not self.complete:
+                self._transport.resumeProducing()
 
     def tell(self) -> int:
         return self.received

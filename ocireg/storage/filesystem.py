@@ -191,6 +191,9 @@ class UploadFile:
     def append(self, data: bytes) -> None:
         if self._closed:
             raise ValueError("upload file is closed")
+        if self._failure is not None:
+            # A write failed: the upload is lost; its error is reported at close.
+            return
         self._pending.append(data)
         self.size += len(data)
         self.queued += len(data)
@@ -223,6 +226,8 @@ class UploadFile:
     def _write_failed(self, failure) -> None:
         self._writing = False
         self._failure = failure.value
+        self._pending = []
+        self.queued = 0
         self._notify()
 
     def _notify(self) -> None:

@@ -1,0 +1,52 @@
+"""Fixtures: a registry in a process of its own (`registry`), or in the test's reactor (`server`)."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.internet import reactor
+
+from ocireg.config import Config
+from ocireg.service import RegistryService
+from tests.support import RegistryProcess
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """A fresh ocireg process with empty storage, stopped after the test."""
+    server = RegistryProcess(tmp_path / "ocireg-data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class InProcessServer:
+    """ocireg serving on a loopback port inside the test's own reactor."""
+
+    def __init__(self, service: RegistryService, port) -> None:
+        self.service = service
+        self.port = port.getHost().port
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def registry(self):
+        return self.service._registry
+
+    def request(self, method: str, path: str, **kwargs):
+        """A treq request to `path` on this server, read fully; a Deferred of the response."""
+        kwargs.setdefault("timeout", 30)
+        return treq.request(method, self.url + path, persistent=False, **kwargs)
+
+
+@pytest_twisted.async_yield_fixture
+async def server(tmp_path):
+    config = Config(listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"))
+    service = RegistryService(config, reactor)
+    service.startService()
+    ports = await service.ready
+    try:
+        yield InProcessServer(service, ports[0])
+    finally:
+        await service.stopService()
