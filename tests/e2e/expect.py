@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .clients import Skopeo, digest_of
+from .clients import Skopeo, digest_of, http_get
 from .oci_layout import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, BuiltImage, verify_image_blobs
 
 _pulls = 0
@@ -103,3 +103,24 @@ def assert_served_index(
         served = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
         assert served == children
     return index
+
+
+def repository_versions(registry, name: str) -> list[dict]:
+    """The versions of repository `name`, from the management API."""
+    response = http_get(f"{registry.url}/api/v1/repositories/{name}/versions/")
+    assert response.status == 200, response.body
+    return json.loads(response.body)["versions"]
+
+
+def version_content(registry, name: str, number: int) -> dict:
+    response = http_get(f"{registry.url}/api/v1/repositories/{name}/versions/{number}/content")
+    assert response.status == 200, response.body
+    return json.loads(response.body)
+
+
+def assert_versions(registry, name: str, reasons: list[str]) -> dict:
+    """Repository `name` has exactly these versions after version 0; the latest's content."""
+    versions = repository_versions(registry, name)
+    assert [v["reason"] for v in versions] == ["created", *reasons]
+    assert [v["number"] for v in versions] == list(range(len(versions)))
+    return version_content(registry, name, versions[-1]["number"])

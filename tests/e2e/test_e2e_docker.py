@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .expect import assert_served_image
+from .expect import assert_served_image, assert_versions
 from .oci_layout import DOCKER_MANIFEST, OCILayout
 
 pytestmark = pytest.mark.e2e
@@ -48,6 +48,8 @@ def test_docker_push_then_pull_after_rmi_gives_same_image_id_and_repo_digest(
     assert docker.image_id(ref) == image.config_digest
     assert docker.repo_digests(ref) == [f"{registry.host}/e2e/docker@{push.digest}"]
     docker.rmi(ref)
+    content = assert_versions(registry, "e2e/docker", ["push tag 1"])
+    assert content["tags"] == {"1": push.digest}
 
 
 def test_docker_push_to_second_repository_mounts_layers(registry, docker, skopeo, tmp_path):

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from .expect import assert_served_built_image, assert_served_image, assert_served_index
+from .expect import (
+    assert_served_built_image,
+    assert_served_image,
+    assert_served_index,
+    assert_versions,
+)
 from .oci_layout import OCI_INDEX, OCILayout
 
 pytestmark = pytest.mark.e2e
@@ -60,6 +65,9 @@ def test_podman_manifest_push_all_multiarch_index(registry, podman, skopeo, tmp_
         assert_served_built_image(
             skopeo, f"{registry.host}/e2e/podman-multi@{child.digest}", tmp_path, child
         )
+
+    content = assert_versions(registry, "e2e/podman-multi", ["push tag 1"])
+    assert sorted(content["manifests"]) == sorted([pushed, amd64.digest, arm64.digest])
 
     # podman pulls the index back and picks its own architecture
     podman.pull(ref)

@@ -9,7 +9,12 @@ import re
 import pytest
 
 from .clients import ClientError, manifest_unknown
-from .expect import assert_served_built_image, assert_served_image, assert_served_index
+from .expect import (
+    assert_served_built_image,
+    assert_served_image,
+    assert_served_index,
+    assert_versions,
+)
 from .oci_layout import DOCKER_MANIFEST, MiB, OCILayout
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +29,11 @@ def test_skopeo_copies_oci_image_byte_for_byte(registry, skopeo, tmp_path):
 
     assert pushed == image.digest
     assert_served_built_image(skopeo, ref, tmp_path, image)
+    # One push, one version, holding exactly the image and its tag.
+    content = assert_versions(registry, "e2e/oci-image", ["push tag 1"])
+    assert content["tags"] == {"1": image.digest}
+    assert content["manifests"] == [image.digest]
+    assert sorted(content["blobs"]) == sorted([image.config_digest, *image.layer_digests])
 
 
 def test_skopeo_copies_docker_schema2_image_byte_for_byte(registry, skopeo, tmp_path):
@@ -81,6 +91,12 @@ def test_skopeo_copies_multiarch_index_with_all(registry, skopeo, tmp_path):
     # and the whole index comes back with --all, byte for byte
     pulled = skopeo.pull_oci(f"docker://{ref}", tmp_path / "pulled-all", all=True)
     assert pulled.digest == index.digest
+    # The children went up by digest into staging; the index's tag write
+    # promoted them all in one version.
+    content = assert_versions(registry, "e2e/multi", ["push tag 1"])
+    assert sorted(content["manifests"]) == sorted(
+        [index.digest, *(c.digest for c in index.children)]
+    )
 
 
 def test_skopeo_copies_image_with_64mib_layer(registry, skopeo, tmp_path):
@@ -116,6 +132,9 @@ def test_skopeo_mounts_layers_into_second_repository(registry, skopeo, tmp_path)
     assert r.err.count("... mount OK") == len(image.layers), r.err
     assert_served_built_image(skopeo, second, tmp_path, image)
     assert_served_built_image(skopeo, first, tmp_path, image)
+    assert_versions(registry, "e2e/first", ["push tag 1"])
+    content = assert_versions(registry, "e2e/second", ["push tag 1"])
+    assert sorted(content["blobs"]) == sorted([image.config_digest, *image.layer_digests])
 
 
 def test_skopeo_retag_points_second_tag_at_same_manifest(registry, skopeo, tmp_path):
@@ -130,6 +149,12 @@ def test_skopeo_retag_points_second_tag_at_same_manifest(registry, skopeo, tmp_p
     assert_served_built_image(skopeo, f"{registry.host}/e2e/a:1", tmp_path, image)
     tags = skopeo("list-tags", "--tls-verify=false", f"docker://{registry.host}/e2e/a").out
     assert sorted(json.loads(tags)["Tags"]) == ["1", "2"]
+    content = assert_versions(registry, "e2e/a", ["push tag 1", "push tag 2"])
+    assert content["tags"] == {"1": image.digest, "2": image.digest}
+
+    # The same push again changes nothing, so it makes no version.
+    skopeo.push(layout.ref("v1"), f"docker://{registry.host}/e2e/a:1")
+    assert_versions(registry, "e2e/a", ["push tag 1", "push tag 2"])
 
 
 def test_skopeo_delete_makes_tag_manifest_unknown(registry, skopeo, tmp_path):
@@ -147,3 +172,9 @@ def test_skopeo_delete_makes_tag_manifest_unknown(registry, skopeo, tmp_path):
         with pytest.raises(ClientError) as excinfo:
             skopeo.inspect_raw(f"docker://{gone}")
         assert manifest_unknown(excinfo.value), excinfo.value
+    content = assert_versions(
+        registry, "e2e/doomed", ["push tag 1", f"delete manifest {image.digest}"]
+    )
+    assert content == {
+        "repository": "e2e/doomed", "version": 2, "tags": {}, "manifests": [], "blobs": []
+    }
