@@ -48,7 +48,7 @@ class Config:
                 raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
             except tomllib.TOMLDecodeError as e:
                 raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-            settings.update(_flatten(document, path))
+            settings.update({key.replace("-", "_"): value for key, value in document.items()})
         settings.update({k: v for k, v in overrides.items() if v is not None})
         known = {a.name for a in attrs.fields(cls)}
         unknown = sorted(set(settings) - known)
@@ -61,11 +61,3 @@ class Config:
             return cls(**settings)
         except (TypeError, ValueError) as e:
             raise ConfigError(str(e)) from None
-
-
-def _flatten(document: dict[str, Any], path: str) -> dict[str, Any]:
-    """The `[server]` table's keys (or top-level keys), with dashes as underscores."""
-    table = document.get("server", document)
-    if not isinstance(table, dict):
-        raise ConfigError(f"config file {path}: [server] must be a table")
-    return {key.replace("-", "_"): value for key, value in table.items()}

@@ -1,0 +1,48 @@
+"""Settings: defaults with no file, the example file, overrides, and clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocireg.config import Config, ConfigError
+from tests.support import REPO_ROOT
+
+
+def test_no_file_means_port_5000_and_local_data_dir():
+    config = Config.load()
+    assert config.listen == ("tcp:5000",)
+    assert config.data_dir == "./ocireg-data"
+    assert config.database == ""
+
+
+def test_example_file_states_the_defaults():
+    assert Config.load(str(REPO_ROOT / "etc" / "ocireg.toml")) == Config()
+
+
+def test_command_line_overrides_the_file(tmp_path):
+    path = tmp_path / "ocireg.toml"
+    path.write_text('listen = ["tcp:6000"]\ndata_dir = "/srv/registry"\n')
+    config = Config.load(str(path), listen=["tcp:7000"], data_dir=None)
+    assert config.listen == ("tcp:7000",)
+    assert config.data_dir == "/srv/registry"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("colour = 'blue'\n", "unknown setting 'colour'"),
+        ("listen = 5000\n", "listen"),
+        ("data_dir = 3\n", "data_dir"),
+        ("listen = [\n", "not valid TOML"),
+    ],
+)
+def test_bad_file_is_refused_with_the_setting_named(tmp_path, text, message):
+    path = tmp_path / "ocireg.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        Config.load(str(path))
+
+
+def test_missing_file_is_refused_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        Config.load(str(tmp_path / "absent.toml"))
