@@ -39,7 +39,9 @@ class Digest:
     def parse(cls, text: str) -> Digest:
         """Parse `text`, raising DIGEST_INVALID for anything we cannot verify."""
         if len(text) > 256 or not _DIGEST.match(text):
-            raise RegistryError(DIGEST_INVALID, f"invalid digest {text[:80]!r}", {"digest": text[:300]})
+            raise RegistryError(
+                DIGEST_INVALID, f"invalid digest {text[:80]!r}", {"digest": text[:300]}
+            )
         algorithm, encoded = text.split(":", 1)
         if algorithm not in _ALGORITHMS:
             raise RegistryError(

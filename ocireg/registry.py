@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from ocireg import uploads, versions
 from ocireg.digest import Digest, is_digest
 from ocireg.errors import (
+    BLOB_UNKNOWN,
     BLOB_UPLOAD_INVALID,
     BLOB_UPLOAD_UNKNOWN,
     DIGEST_INVALID,
@@ -69,7 +70,7 @@ class Registry:
         if f is None:
             _log.error("blob {digest} is recorded but its bytes are missing", digest=digest)
             raise RegistryError(
-                versions.BLOB_UNKNOWN, f"the bytes of blob {digest} are missing", {"digest": digest}
+                BLOB_UNKNOWN, f"the bytes of blob {digest} are missing", {"digest": digest}
             )
         return parsed, size, f
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from twisted.application.service import IService
 from twisted.python import usage
 
@@ -47,9 +45,3 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     return RegistryService(options["config_object"])
 
-
-def main() -> None:  # pragma: no cover - convenience for `python -m ocireg.tap`
-    from twisted.scripts.twistd import run
-
-    sys.argv[1:1] = ["-n", "ocireg"]
-    run()

@@ -395,7 +395,9 @@ async def _add(
         await txn.execute(
             "INSERT INTO repository_content (repository_id, kind, name, digest, version_added) "
             "VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
-            tuple(v for name, digest in chunk for v in (repository_id, kind, name, digest, version)),
+            tuple(
+                v for name, digest in chunk for v in (repository_id, kind, name, digest, version)
+            ),
         )
 
 

@@ -1,4 +1,4 @@
-"""Fixtures: a registry in a process of its own (`registry`), or in the test's reactor (`server`)."""
+"""Fixtures: a registry in a process of its own (`registry`) or in the test's reactor (`server`)."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def _unsatisfiable(size: int) -> RegistryError:
 
 @implementer(IPushProducer)
 class FileProducer:
-    """Writes `length` bytes of `f` from `start` to `request`, as fast as the transport takes them."""
+    """Writes `length` bytes of `f` from `start` to `request`, as the transport takes them."""
 
     def __init__(self, f: BinaryIO, start: int, length: int, request: IRequest) -> None:
         self._file = f
