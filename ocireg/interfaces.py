@@ -91,5 +91,8 @@ class IUploadFile(Interface):
     def digest(algorithm: str) -> object:
         """A Deferred of the digest of every byte written so far."""
 
+    def truncate(size: int) -> object:
+        """Cut the upload back to its first `size` bytes; a Deferred."""
+
     def close() -> object:
         """Write what is queued, then close the file; a Deferred."""

@@ -116,6 +116,30 @@ async def test_range_starting_past_the_end_is_416_with_the_blob_size(server):
     assert header(response, "Content-Range") == "bytes */1000"
 
 
+@pytest.mark.parametrize("value", ["bytes=0-1,5-6", "bytes=abc", "items=0-5", "bytes=9-3"])
+@pytest_twisted.ensureDeferred
+async def test_range_the_server_does_not_serve_as_one_slice_gets_the_whole_blob(server, value):
+    data = random_bytes(100)
+    digest = await push_blob(server, "team/app", data)
+    response = await server.request(
+        "GET", f"/v2/team/app/blobs/{digest}", headers={"Range": value}
+    )
+    assert response.code == 200
+    assert await response.content() == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_suffix_range_of_zero_bytes_is_416(server):
+    data = random_bytes(100)
+    digest = await push_blob(server, "team/app", data)
+    response = await server.request(
+        "GET", f"/v2/team/app/blobs/{digest}", headers={"Range": "bytes=-0"}
+    )
+    await response.content()
+    assert response.code == 416
+    assert header(response, "Content-Range") == "bytes */100"
+
+
 @pytest_twisted.ensureDeferred
 async def test_unknown_blob_is_404_blob_unknown(server):
     await push_blob(server, "team/app")

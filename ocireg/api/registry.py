@@ -76,6 +76,8 @@ def _page_size(request: IRequest) -> int | None:
 
 def _paginate(request: IRequest, path: str, items: list[str], limit: int | None) -> list[str]:
     """Cut `items` (fetched with one extra) to `limit`, with a Link to the next page."""
+    if limit == 0:
+        return []
     if limit is not None and len(items) > limit:
         items = items[:limit]
         query = urlencode({"n": limit, "last": items[-1]})
@@ -87,6 +89,11 @@ class RegistryAPI:
     """The `/v2/` routes, serving `registry`."""
 
     app = Klein()
+    # werkzeug would answer `//` in a name, or `/v2` without its slash, with
+    # a redirect: for a push that could mean writing to another repository.
+    # Match paths as they are; a malformed name is then NAME_INVALID or 404.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry

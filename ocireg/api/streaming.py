@@ -19,7 +19,13 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 
-from ocireg.errors import BLOB_UPLOAD_INVALID, DIGEST_INVALID, TOO_LARGE, RegistryError
+from ocireg.errors import (
+    BLOB_UPLOAD_INVALID,
+    DIGEST_INVALID,
+    SIZE_INVALID,
+    TOO_LARGE,
+    RegistryError,
+)
 from ocireg.interfaces import IUploadFile
 from ocireg.manifest import MAX_MANIFEST_SIZE
 from ocireg.registry import Registry, check_content_range
@@ -88,10 +94,14 @@ class UploadBody:
         open_upload: OpenUpload,
         transport: IPushProducer,
         release: Callable[[str, IUploadFile], Awaitable[object]],
+        expected_length: int | None = None,
     ) -> None:
         self._transport = transport
         self._release = release
         self.received = 0
+        #: What the chunk's Content-Range says it holds; bytes past it are not kept.
+        self._expected = expected_length
+        self._start = 0
         self._early: list[bytes] = []
         self._early_size = 0
         self._paused = False
@@ -113,6 +123,7 @@ class UploadBody:
             self._early = []
             self._resume()
         else:
+            self._start = self._upload.size
             for chunk in self._early:
                 self._upload.append(chunk)
             self._early = []
@@ -130,8 +141,12 @@ class UploadBody:
         return d
 
     def write(self, data: bytes) -> None:
-        self.received += len(data)
-        if self._error is not None:
+        if self._expected is not None and self.received + len(data) > self._expected:
+            data = data[: max(self._expected - self.received, 0)]
+            self.received = self._expected + 1
+        else:
+            self.received += len(data)
+        if self._error is not None or not data:
             return
         if self._upload is None:
             self._early.append(data)
@@ -187,11 +202,25 @@ class UploadBody:
         if self._error is not None:
             raise self._error
         assert self._uuid is not None and self._upload is not None
+        if self._expected is not None and self.received != self._expected:
+            # A chunked body that does not match its Content-Range: undo it,
+            # so the upload is as it was before this request.
+            await self._upload.truncate(self._start)
+            await self._release(self._uuid, self._upload)
+            raise RegistryError(
+                SIZE_INVALID,
+                f"the chunk's Content-Range says {self._expected} bytes, but "
+                + ("more were sent" if self.received > self._expected
+                   else f"{self.received} were sent"),
+            )
         return self._uuid, self._upload
 
-    def connection_lost(self) -> None:
-        """The client went away mid-body: keep what arrived, so the upload can resume."""
-        Deferred.fromCoroutine(self._keep_received()).addErrback(
+    def connection_lost(self) -> Deferred:
+        """The client went away mid-body: keep what arrived, so the upload can resume.
+
+        The Deferred fires once it is kept (a stop waits for it before closing the stores).
+        """
+        return Deferred.fromCoroutine(self._keep_received()).addErrback(
             lambda f: _log.failure("keeping a cut-off upload's bytes", f)
         )
 
@@ -217,8 +246,8 @@ class RefusedBody(BufferedBody):
         raise self.error
 
 
-def parse_content_range(value: str, length: int | None) -> int:
-    """The start offset of a chunk's `Content-Range`, checked against its length."""
+def parse_content_range(value: str, length: int | None) -> tuple[int, int]:
+    """The first and last offsets of a chunk's `Content-Range`, checked against its length."""
     match = _CONTENT_RANGE.match(value.strip())
     if not match:
         raise RegistryError(
@@ -226,7 +255,7 @@ def parse_content_range(value: str, length: int | None) -> int:
         )
     start, end = int(match.group(1)), int(match.group(2))
     check_content_range(start, end, length)
-    return start
+    return start, end
 
 
 def route_body(
@@ -258,13 +287,14 @@ def route_body(
 def _chunk_body(registry, method, match, query, headers, length, transport) -> UploadBody:
     name, uuid = match.group("name"), match.group("uuid")
     content_range = headers.getRawHeaders(b"content-range")
-    start = None
+    start = expected = None
     if content_range:
-        start = parse_content_range(content_range[0].decode("latin-1"), length)
+        start, end = parse_content_range(content_range[0].decode("latin-1"), length)
+        expected = end - start + 1
     if method == b"PUT" and not parse_qs(query).get("digest"):
         raise RegistryError(DIGEST_INVALID, "PUT of an upload needs ?digest=")
 
     async def open_upload() -> tuple[str, IUploadFile]:
         return uuid, await registry.open_upload(name, uuid, start, length)
 
-    return UploadBody(open_upload, transport, registry.release_upload)
+    return UploadBody(open_upload, transport, registry.release_upload, expected)

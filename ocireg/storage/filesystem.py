@@ -262,6 +262,16 @@ class UploadFile:
         hexdigest = await self._store._run(rehash)
         return Digest(algorithm, hexdigest)
 
+    async def truncate(self, size: int) -> None:
+        await self.drained()
+
+        def cut() -> Hasher:
+            self._file.truncate(size)
+            return _hash_file(self._file, "sha256")
+
+        self._hasher = await self._store._run(cut)
+        self.size = size
+
     async def close(self) -> None:
         if self._closed:
             return
