@@ -1,0 +1,148 @@
+"""Staging expiry and upload purging, driven by a fake clock."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.python.threadpool import ThreadPool
+
+from ocireg.db.sqlite import SQLiteMetadataStore
+from ocireg.digest import Digest
+from ocireg.errors import RegistryError
+from ocireg.expiry import EXPIRED_STAGING_REASON, Expiry
+from ocireg.manifest import OCI_INDEX, OCI_MANIFEST
+from ocireg.registry import Registry
+from ocireg.storage.filesystem import FilesystemBlobStore
+from tests.domain_helpers import image_manifest, push_blob
+
+STAGING_TTL = 24 * 3600.0
+UPLOAD_TTL = 24 * 3600.0
+
+
+@pytest_twisted.async_yield_fixture
+async def world(tmp_path):
+    clock = Clock()
+    clock.advance(time.time())
+    pool = ThreadPool(1, 4, name="test-blobs")
+    pool.start()
+    blobs = FilesystemBlobStore(str(tmp_path), reactor, pool)
+    metadata = await SQLiteMetadataStore.open(str(tmp_path / "metadata.sqlite3"), reactor)
+    registry = Registry(metadata, blobs, clock)
+    expiry = Expiry(metadata, blobs, clock, STAGING_TTL, UPLOAD_TTL, registry.is_writing)
+    try:
+        yield registry, expiry, clock
+    finally:
+        await metadata.close()
+        pool.stop()
+
+
+async def _reasons(registry: Registry, name: str) -> list[str]:
+    return [v.reason for v in await registry.versions(name)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_complete_untagged_manifest_is_promoted_when_staging_expires(world):
+    registry, expiry, clock = world
+    config, layer = await push_blob(registry, "team/app"), await push_blob(registry, "team/app")
+    body = image_manifest(config, [layer])
+    digest = Digest.of(body)
+    await registry.put_manifest("team/app", str(digest), body, OCI_MANIFEST)
+
+    assert (await expiry.run()).promoted == 0
+    clock.advance(STAGING_TTL + 1)
+    report = await expiry.run()
+
+    assert report.promoted == 1
+    assert await _reasons(registry, "team/app") == ["created", EXPIRED_STAGING_REASON]
+    content = await registry.version_content("team/app")
+    assert set(content["manifest"]) == {str(digest)}
+    assert set(content["blob"]) == {str(config), str(layer)}
+
+
+@pytest_twisted.ensureDeferred
+async def test_index_and_children_expire_into_one_version(world):
+    registry, expiry, clock = world
+    children = []
+    for _ in range(2):
+        config, layer = await push_blob(registry, "team/app"), await push_blob(registry, "team/app")
+        body = image_manifest(config, [layer])
+        await registry.put_manifest("team/app", str(Digest.of(body)), body, OCI_MANIFEST)
+        children.append((Digest.of(body), len(body)))
+    index = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": str(d), "size": n} for d, n in children
+        ],
+    }).encode()
+    await registry.put_manifest("team/app", str(Digest.of(index)), index, OCI_INDEX)
+    clock.advance(STAGING_TTL + 1)
+
+    report = await expiry.run()
+
+    assert report.promoted == 1
+    content = await registry.version_content("team/app")
+    assert set(content["manifest"]) == {str(Digest.of(index)), *(str(d) for d, _ in children)}
+
+
+@pytest_twisted.ensureDeferred
+async def test_incomplete_leftovers_are_discarded_not_promoted(world):
+    registry, expiry, clock = world
+    layer = await push_blob(registry, "team/app")
+    missing_config = Digest.of(b"never uploaded")
+    body = image_manifest(missing_config, [layer])
+    await registry.put_manifest("team/app", str(Digest.of(body)), body, OCI_MANIFEST)
+    stray_blob = await push_blob(registry, "team/app")
+    clock.advance(STAGING_TTL + 1)
+
+    report = await expiry.run()
+
+    assert report.promoted == 0
+    assert report.discarded == 3  # the manifest, its layer, the stray blob
+    assert await _reasons(registry, "team/app") == ["created"]
+    for digest in (layer, stray_blob):
+        try:
+            await registry.blob_size("team/app", str(digest))
+        except RegistryError as e:
+            assert e.code.name == "BLOB_UNKNOWN"
+        else:
+            raise AssertionError(f"{digest} is still visible")
+
+
+@pytest_twisted.ensureDeferred
+async def test_abandoned_upload_is_purged_with_its_bytes(world):
+    registry, expiry, clock = world
+    uuid = await registry.start_upload("team/app")
+    upload = await registry.open_upload("team/app", uuid, 0, None)
+    upload.append(b"x" * 1000)
+    await registry.release_upload(uuid, upload)
+
+    assert (await expiry.run()).uploads == 0
+    clock.advance(UPLOAD_TTL + 1)
+    assert (await expiry.run()).uploads == 1
+
+    try:
+        await registry.upload_size("team/app", uuid)
+    except RegistryError as e:
+        assert e.code.name == "BLOB_UPLOAD_UNKNOWN"
+    else:
+        raise AssertionError("the upload is still there")
+    assert await registry.blobs.upload_size(uuid) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_written_recently_is_kept(world):
+    registry, expiry, clock = world
+    uuid = await registry.start_upload("team/app")
+    clock.advance(UPLOAD_TTL - 10)
+    upload = await registry.open_upload("team/app", uuid, 0, None)
+    upload.append(b"still going")
+    await registry.release_upload(uuid, upload)
+    clock.advance(20)
+
+    assert (await expiry.run()).uploads == 0
+    assert await registry.upload_size("team/app", uuid) == len(b"still going")
