@@ -68,6 +68,24 @@ class IBlobStore(Interface):
     def delete_blob(digest: object) -> object:
         """Remove a blob's bytes, if any."""
 
+    def delete_blob_older_than(digest: object, before: float) -> object:
+        """Remove a blob's bytes if they were stored before `before`; a Deferred of whether it did.
+
+        A blob stored again since (a new upload of the same digest) is kept.
+        """
+
+    def blob_groups() -> object:
+        """A Deferred of the groups blobs are stored in, to list them a group at a time."""
+
+    def stored_blobs(group: str) -> object:
+        """A Deferred of (digest, size, stored-at time) of every blob in `group`."""
+
+    def stored_uploads() -> object:
+        """A Deferred of (uuid, size, last-written time) of every upload's bytes."""
+
+    def verify_blob(digest: object, size: int) -> object:
+        """A Deferred of what is wrong with a stored blob ('missing', 'size', 'digest'), or None."""
+
 
 class IUploadFile(Interface):
     """An upload's bytes, open for appending, with the running digest of them.

@@ -20,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from ocireg.digest import Digest, Hasher, new_hasher
+from ocireg.errors import RegistryError
 from ocireg.interfaces import IBlobStore, IUploadFile
 
 #: The most bytes one write job hashes and writes at once.
@@ -114,6 +115,9 @@ class FilesystemBlobStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            # A blob's mtime says when it was stored: garbage collection
+            # spares blob files younger than its grace period.
+            os.utime(source)
             parent = os.path.dirname(target)
             os.makedirs(parent, exist_ok=True)
             os.replace(source, target)
@@ -151,6 +155,82 @@ class FilesystemBlobStore:
 
     def delete_blob(self, digest: Digest) -> Deferred:
         return self._run(_remove, self.blob_path(digest))
+
+    def delete_blob_older_than(self, digest: Digest, before: float) -> Deferred:
+        path = self.blob_path(digest)
+
+        def delete() -> bool:
+            try:
+                if os.stat(path).st_mtime >= before:
+                    return False
+            except FileNotFoundError:
+                return False
+            _remove(path)
+            return True
+
+        return self._run(delete)
+
+    def blob_groups(self) -> Deferred:
+        def groups() -> list[str]:
+            found = []
+            for algorithm in sorted(os.listdir(self._blobs)):
+                folder = os.path.join(self._blobs, algorithm)
+                if os.path.isdir(folder):
+                    found.extend(f"{algorithm}/{p}" for p in sorted(os.listdir(folder)))
+            return found
+
+        return self._run(groups)
+
+    def stored_blobs(self, group: str) -> Deferred:
+        algorithm = group.split("/", 1)[0]
+        folder = os.path.join(self._blobs, group)
+
+        def listing() -> list[tuple[Digest, int, float]]:
+            found = []
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                return []
+            for entry in entries:
+                try:
+                    digest = Digest.parse(f"{algorithm}:{entry.name}")
+                    stat = entry.stat()
+                except (RegistryError, FileNotFoundError):
+                    continue
+                found.append((digest, stat.st_size, stat.st_mtime))
+            return found
+
+        return self._run(listing)
+
+    def stored_uploads(self) -> Deferred:
+        def listing() -> list[tuple[str, int, float]]:
+            found = []
+            for entry in os.scandir(self._uploads):
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                found.append((entry.name, stat.st_size, stat.st_mtime))
+            return found
+
+        return self._run(listing)
+
+    def verify_blob(self, digest: Digest, size: int) -> Deferred:
+        path = self.blob_path(digest)
+
+        def verify() -> str | None:
+            try:
+                f = open(path, "rb")
+            except FileNotFoundError:
+                return "missing"
+            with f:
+                if os.fstat(f.fileno()).st_size != size:
+                    return "size"
+                if _hash_file(f, digest.algorithm).hexdigest() != digest.hex:
+                    return "digest"
+            return None
+
+        return self._run(verify)
 
 
 def _remove(path: str) -> None:
