@@ -86,6 +86,9 @@ class IBlobStore(Interface):
     def verify_blob(digest: object, size: int) -> object:
         """A Deferred of what is wrong with a stored blob ('missing', 'size', 'digest'), or None."""
 
+    def quarantine_blob(digest: object) -> object:
+        """Move a blob's bytes aside, where nothing serves them; a Deferred."""
+
 
 class IUploadFile(Interface):
     """An upload's bytes, open for appending, with the running digest of them.

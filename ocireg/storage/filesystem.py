@@ -215,6 +215,19 @@ class FilesystemBlobStore:
 
         return self._run(listing)
 
+    def quarantine_blob(self, digest: Digest) -> Deferred:
+        source = self.blob_path(digest)
+        target = os.path.join(self._root, "quarantine", f"{digest.algorithm}-{digest.hex}")
+
+        def move() -> None:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                os.replace(source, target)
+            except FileNotFoundError:
+                pass
+
+        return self._run(move)
+
     def verify_blob(self, digest: Digest, size: int) -> Deferred:
         path = self.blob_path(digest)
 

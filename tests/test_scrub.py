@@ -1,0 +1,68 @@
+"""Scrub finds missing and corrupt blobs, and a corrupt blob is never served again."""
+
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.python.threadpool import ThreadPool
+
+from ocireg.db.sqlite import SQLiteMetadataStore
+from ocireg.errors import RegistryError
+from ocireg.registry import Registry
+from ocireg.scrub import Scrubber
+from ocireg.storage.filesystem import FilesystemBlobStore
+from tests.domain_helpers import push_blob
+
+
+@pytest_twisted.async_yield_fixture
+async def registry(tmp_path):
+    pool = ThreadPool(1, 4, name="test-blobs")
+    pool.start()
+    blobs = FilesystemBlobStore(str(tmp_path), reactor, pool)
+    metadata = await SQLiteMetadataStore.open(str(tmp_path / "metadata.sqlite3"), reactor)
+    try:
+        yield Registry(metadata, blobs, reactor)
+    finally:
+        await metadata.close()
+        pool.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_healthy_store_scrubs_clean(registry):
+    for _ in range(3):
+        await push_blob(registry, "team/app")
+    report = await Scrubber(registry.metadata, registry.blobs).scrub()
+    assert (report.checked, report.healthy) == (3, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_and_corrupt_blobs_are_reported(registry):
+    missing = await push_blob(registry, "team/app")
+    corrupt = await push_blob(registry, "team/app")
+    await push_blob(registry, "team/app")
+    await registry.blobs.delete_blob(missing)
+    with open(registry.blobs.blob_path(corrupt), "r+b") as f:
+        f.write(b"bitrot")
+
+    report = await Scrubber(registry.metadata, registry.blobs).scrub()
+
+    assert report.checked == 3
+    assert report.missing == (str(missing),)
+    assert report.corrupt == (str(corrupt),)
+
+
+@pytest_twisted.ensureDeferred
+async def test_corrupt_blob_is_not_served_after_scrub(registry):
+    corrupt = await push_blob(registry, "team/app")
+    with open(registry.blobs.blob_path(corrupt), "r+b") as f:
+        f.write(b"bitrot")
+
+    await Scrubber(registry.metadata, registry.blobs).scrub()
+
+    try:
+        _, _, f = await registry.open_blob("team/app", str(corrupt))
+    except RegistryError as e:
+        assert e.code.name == "BLOB_UNKNOWN"
+    else:
+        f.close()
+        raise AssertionError("a corrupt blob is still served")
