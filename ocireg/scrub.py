@@ -1,10 +1,11 @@
 """Scrub: check every blob's bytes against its metadata.
 
 A blob whose bytes are missing, of the wrong size or of the wrong digest is
-reported; a corrupt file is moved aside so that it is never served again.
-The repositories that hold it then fail its HEAD and GET (404), and the next
-tag write that needs it answers MANIFEST_BLOB_UNKNOWN, so a client's push
-uploads it again and heals the store.
+reported; a corrupt file is moved aside and the blob's metadata dropped, so
+it is never served again. The repositories that hold it then answer 404 to
+its HEAD and GET, the next tag write that needs it answers
+MANIFEST_BLOB_UNKNOWN, and a client's push uploads it again, which heals
+the store.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from twisted.logger import Logger
 
 from ocireg.digest import Digest
 from ocireg.interfaces import IBlobStore, IMetadataStore, ITransaction
+from ocireg.versions import forget_blobs
 
 _log = Logger()
 
@@ -90,6 +92,9 @@ class Scrubber:
                         digest=text,
                         problem=problem,
                     )
+        gone = [Digest.parse(d) for d in missing + corrupt]
+        if gone:
+            await self.metadata.transact(lambda txn: forget_blobs(txn, gone))
         report = ScrubReport(checked, tuple(missing), tuple(corrupt))
         _log.info(
             "scrub: {checked} blobs checked, {missing} missing, {corrupt} corrupt",

@@ -363,6 +363,9 @@ async def test_staged_blob_whose_bytes_vanished_fails_the_tag_write_until_re_pus
     )
     await assert_oci_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
     assert await version_numbers(server, name) == [0]
+    # HEAD stops claiming the blob, so a client's retry uploads it again.
+    head = await server.request("HEAD", f"/v2/{name}/blobs/{layer}")
+    assert head.code == 404
     await push_blob(server, name, image.blobs[layer])
     response = await put_manifest(server, name, "v1", image.body, image.media_type)
     assert response.code == 201

@@ -66,3 +66,18 @@ async def test_corrupt_blob_is_not_served_after_scrub(registry):
     else:
         f.close()
         raise AssertionError("a corrupt blob is still served")
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_blob_answers_404_to_head_after_scrub(registry):
+    missing = await push_blob(registry, "team/app")
+    await registry.blobs.delete_blob(missing)
+
+    await Scrubber(registry.metadata, registry.blobs).scrub()
+
+    try:
+        await registry.blob_size("team/app", str(missing))
+    except RegistryError as e:
+        assert e.code.name == "BLOB_UNKNOWN"
+    else:
+        raise AssertionError("HEAD still claims a blob whose bytes are gone")
