@@ -31,6 +31,11 @@ _log = Logger()
 #: Rows looked at and deleted per transaction, so no transaction runs long.
 BATCH = 500
 
+#: Blob files without metadata are this old at least before they go, whatever
+#: the grace period: a blob being committed has its file a moment before its
+#: row, and a crash's leftovers can wait.
+STRAY_MIN_AGE = 300.0
+
 _UNREFERENCED = (
     "created < ? "
     "AND NOT EXISTS (SELECT 1 FROM repository_content c WHERE c.digest = {table}.digest) "
@@ -133,7 +138,7 @@ class GarbageCollector:
         before = started - self.grace
         manifests, manifest_bytes = await self._collect_table("manifests", before, dry_run)
         blobs, blob_bytes = await self._collect_table("blobs", before, dry_run)
-        stray = await self._sweep_stray_files(before, dry_run)
+        stray = await self._sweep_stray_files(min(before, started - STRAY_MIN_AGE), dry_run)
         return CollectionReport(
             started=started,
             duration=self.clock.seconds() - started,

@@ -194,3 +194,17 @@ async def test_blob_uploaded_again_during_collection_keeps_its_new_bytes(world):
 async def test_each_run_is_kept_for_the_api(world, dry_run):
     await world.collector.collect(dry_run=dry_run)
     assert [r.dry_run for r in world.collector.reports] == [dry_run]
+
+
+@pytest_twisted.ensureDeferred
+async def test_blob_file_being_committed_survives_a_zero_grace_collection(world):
+    # A blob's file lands a moment before its metadata row: with a grace
+    # period of zero, the sweep must still not take it.
+    committing = await push_blob(world.registry, "team/app")
+    await world.registry.metadata.transact(
+        lambda txn: txn.execute("DELETE FROM blobs WHERE digest = ?", (str(committing),))
+    )
+    eager = GarbageCollector(world.registry.metadata, world.registry.blobs, world.clock, 0.0)
+
+    assert (await eager.collect()).stray_files == 0
+    assert await world.bytes_stored(committing)
