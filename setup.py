@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/x-rst",
     python_requires=">=3.11",
     packages=find_packages(include=["ocireg", "ocireg.*"]) + ["twisted.plugins"],
-    package_data={"ocireg.db": ["schema/*.sql"]},
+    package_data={"ocireg.db": ["schema/*/*.sql"]},
     install_requires=[
         "Twisted>=24.10",
         "klein>=24.8",

@@ -21,6 +21,22 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _database_url(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "database must be empty (SQLite in data_dir) or a postgresql://user@host:port/name "
+            f"URL, not {value[:60]!r}"
+        )
+
+
+def _positive(name: str):
+    def check(instance: object, attribute: attrs.Attribute, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"setting {name!r} must be a whole number of at least 1")
+
+    return check
+
+
 @attrs.frozen
 class Config:
     """Every setting, with its default. `etc/ocireg.toml` documents each one."""
@@ -30,7 +46,18 @@ class Config:
     #: Where blobs, uploads and the embedded metadata database live.
     data_dir: str = "./ocireg-data"
     #: The metadata database; empty means SQLite in the data directory.
-    database: str = ""
+    database: str = attrs.field(default="", validator=_database_url)
+    #: Processes serving the API on the same sockets (more than 1 needs PostgreSQL).
+    workers: int = attrs.field(default=1, validator=_positive("workers"))
+    #: Connections each process keeps open to a PostgreSQL database.
+    database_connections: int = attrs.field(default=4, validator=_positive("database_connections"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.workers > 1 and not self.database:
+            raise ConfigError(
+                f"workers = {self.workers} needs a PostgreSQL database: the embedded SQLite "
+                "store serves one process"
+            )
 
     @property
     def sqlite_path(self) -> str:
@@ -57,6 +84,10 @@ class Config:
         for name in ("data_dir", "database"):
             if name in settings and not isinstance(settings[name], str):
                 raise ConfigError(f"setting {name!r} must be a string")
+        for name in ("workers", "database_connections"):
+            if isinstance(settings.get(name), str) and settings[name].isdigit():
+                # From the command line every value is a string.
+                settings[name] = int(settings[name])
         try:
             return cls(**settings)
         except (TypeError, ValueError) as e:

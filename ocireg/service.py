@@ -14,10 +14,13 @@ from twisted.web.resource import IResource, Resource
 from ocireg.api.management import ManagementAPI
 from ocireg.api.registry import RegistryAPI
 from ocireg.api.site import RegistrySite
-from ocireg.config import Config, ConfigError
+from ocireg.config import Config
+from ocireg.db.postgresql import PostgreSQLMetadataStore
 from ocireg.db.sqlite import SQLiteMetadataStore
+from ocireg.interfaces import IMetadataStore
 from ocireg.registry import Registry
 from ocireg.storage.filesystem import FilesystemBlobStore
+from ocireg.workers import Lifeline, Listener, WorkerPool, adopt
 
 _log = Logger()
 
@@ -44,27 +47,36 @@ class _Root(Resource):
 
 async def open_registry(config: Config, reactor) -> tuple[Registry, ThreadPool]:
     """The stores named by `config`, opened, in a Registry."""
-    if config.database:
-        raise ConfigError(
-            f"database {config.database!r}: only the embedded SQLite store is available"
-        )
     os.makedirs(config.data_dir, exist_ok=True)
     blob_pool = ThreadPool(2, 8, name="ocireg-blobs")
     blob_pool.start()
-    blobs = FilesystemBlobStore(config.data_dir, reactor, blob_pool)
-    metadata = await SQLiteMetadataStore.open(config.sqlite_path, reactor)
+    try:
+        blobs = FilesystemBlobStore(config.data_dir, reactor, blob_pool)
+        metadata: IMetadataStore
+        if config.database:
+            metadata = await PostgreSQLMetadataStore.open(
+                config.database, reactor, size=config.database_connections
+            )
+        else:
+            metadata = await SQLiteMetadataStore.open(config.sqlite_path, reactor)
+    except BaseException:
+        blob_pool.stop()
+        raise
     return Registry(metadata, blobs, reactor), blob_pool
 
 
 class RegistryService(MultiService):
     """Opens the stores, then listens on every endpoint of `config.listen`."""
 
-    def __init__(self, config: Config, reactor=None) -> None:
+    def __init__(self, config: Config, reactor=None, listeners: tuple[Listener, ...] = ()) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self._config = config
         self._reactor = reactor
+        #: Sockets inherited from a parent ocireg: set in a worker process only.
+        self._listeners = listeners
+        self._workers: WorkerPool | None = None
         self._ports: list = []
         self._registry: Registry | None = None
         self._blob_pool: ThreadPool | None = None
@@ -78,11 +90,23 @@ class RegistryService(MultiService):
     async def _start(self) -> None:
         self._registry, self._blob_pool = await open_registry(self._config, self._reactor)
         site = build_site(self._registry)
-        for description in self._config.listen:
-            endpoint = endpoints.serverFromString(self._reactor, description)
-            port = await endpoint.listen(site)
-            self._ports.append(port)
-            _log.info("ocireg serves the registry API on {address}", address=port.getHost())
+        if self._listeners:
+            for listener in self._listeners:
+                port = adopt(self._reactor, listener, site)
+                self._ports.append(port)
+                _log.info("ocireg worker serves {address}", address=port.getHost())
+            Lifeline(self._reactor).start()
+        else:
+            for description in self._config.listen:
+                endpoint = endpoints.serverFromString(self._reactor, description)
+                port = await endpoint.listen(site)
+                self._ports.append(port)
+                _log.info("ocireg serves the registry API on {address}", address=port.getHost())
+            if self._config.workers > 1:
+                self._workers = WorkerPool(
+                    self._reactor, self._config, self._ports, self._config.workers
+                )
+                self._workers.startService()
         self.ready.callback(self._ports)
 
     def _failed_to_start(self, failure) -> None:
@@ -93,6 +117,8 @@ class RegistryService(MultiService):
     async def _stop(self) -> None:
         await DeferredList([Deferred.fromCoroutine(_stop_listening(p)) for p in self._ports])
         self._ports = []
+        if self._workers is not None:
+            await self._workers.stopService()
         if self._registry is not None:
             await self._registry.metadata.close()
         if self._blob_pool is not None:

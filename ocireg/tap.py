@@ -7,10 +7,14 @@ from twisted.python import usage
 
 from ocireg.config import Config, ConfigError
 from ocireg.service import RegistryService
+from ocireg.workers import config_from_environment, parse_listeners
 
 
 class Options(usage.Options):
-    synopsis = "[--listen ENDPOINT]... [--data-dir DIR] [--config FILE]"
+    synopsis = (
+        "[--listen ENDPOINT]... [--data-dir DIR] [--config FILE] [--database URL] "
+        "[--workers N]"
+    )
     longdesc = (
         "Serve a container registry where every push is a new repository version. "
         "Command-line options override the config file; with neither, ocireg serves "
@@ -19,6 +23,13 @@ class Options(usage.Options):
     optParameters = [
         ["data-dir", "d", None, "Where blobs, uploads and the metadata database live."],
         ["config", "c", None, "A TOML config file (see etc/ocireg.toml)."],
+        ["database", None, None,
+         "The metadata database: postgresql://user@host:port/name (default: SQLite in the "
+         "data directory)."],
+        ["workers", "w", None,
+         "Processes serving the same sockets (default 1; more than 1 needs PostgreSQL)."],
+        ["worker", None, None,
+         "Internal: run as a worker of a parent ocireg, on the inherited sockets FD:FAMILY,..."],
     ]
 
     def __init__(self) -> None:
@@ -32,16 +43,24 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def postOptions(self) -> None:
+        self["listeners"] = ()
         try:
+            if self["worker"] is not None:
+                # A worker runs on its parent's settings and sockets (see ocireg.workers).
+                self["listeners"] = parse_listeners(self["worker"])
+                self["config_object"] = config_from_environment()
+                return
             self["config_object"] = Config.load(
                 self["config"],
                 listen=self["listen"] or None,
                 data_dir=self["data-dir"],
+                database=self["database"],
+                workers=self["workers"],
             )
-        except ConfigError as e:
+        except (ConfigError, ValueError) as e:
             raise usage.UsageError(str(e)) from None
 
 
 def makeService(options: Options) -> IService:
-    return RegistryService(options["config_object"])
+    return RegistryService(options["config_object"], listeners=options["listeners"])
 

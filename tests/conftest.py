@@ -9,13 +9,34 @@ from twisted.internet import reactor
 
 from ocireg.config import Config
 from ocireg.service import RegistryService
+from tests.databases import TestDatabase, backends
 from tests.support import RegistryProcess
 
 
+@pytest.fixture(params=backends())
+def backend(request) -> str:
+    """The metadata backend of the test's registry: every registry test runs on each."""
+    return request.param
+
+
 @pytest.fixture
-def registry(tmp_path):
+def database(backend):
+    """The test registry's `database` setting: "" (SQLite) or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        yield ""
+        return
+    db = TestDatabase().create()
+    try:
+        yield db.dsn
+    finally:
+        db.drop()
+
+
+@pytest.fixture
+def registry(tmp_path, database):
     """A fresh ocireg process with empty storage, stopped after the test."""
-    server = RegistryProcess(tmp_path / "ocireg-data").start()
+    extra = ("--database", database) if database else ()
+    server = RegistryProcess(tmp_path / "ocireg-data").start(*extra)
     try:
         yield server
     finally:
@@ -41,8 +62,10 @@ class InProcessServer:
 
 
 @pytest_twisted.async_yield_fixture
-async def server(tmp_path):
-    config = Config(listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"))
+async def server(tmp_path, database):
+    config = Config(
+        listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"), database=database
+    )
     service = RegistryService(config, reactor)
     service.startService()
     ports = await service.ready

@@ -12,6 +12,8 @@ import re
 
 import attrs
 
+from ocireg.interfaces import ITransaction
+
 _MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -57,3 +59,20 @@ def pending(backend: str, applied: int) -> list[Migration]:
             f"up to {len(known)}: upgrade ocireg, or point it at another database"
         )
     return known[applied:]
+
+
+async def migrate(txn: ITransaction, backend: str) -> None:
+    """Bring the database of `txn` up to the newest schema of `backend`, in that transaction.
+
+    Idempotent: a database already at the newest version is left as it is.
+    Raises SchemaTooNew for a database migrated by a newer ocireg.
+    """
+    await txn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    rows = await txn.execute("SELECT version FROM schema_version")
+    applied = rows[0][0] if rows else 0
+    if not rows:
+        await txn.execute("INSERT INTO schema_version (version) VALUES (0)")
+    for migration in pending(backend, applied):
+        for statement in migration.statements():
+            await txn.execute(statement)
+        await txn.execute("UPDATE schema_version SET version = ?", (migration.number,))

@@ -19,7 +19,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from ocireg.db.migrations import pending
+from ocireg.db.migrations import migrate
 from ocireg.interfaces import IMetadataStore, ITransaction
 
 T = TypeVar("T")
@@ -77,20 +77,7 @@ class SQLiteMetadataStore:
         return self._connection.execute(sql, params).fetchall()
 
     async def _migrate(self) -> None:
-        async def migrate(txn: ITransaction) -> None:
-            await txn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-            )
-            rows = await txn.execute("SELECT version FROM schema_version")
-            applied = rows[0][0] if rows else 0
-            if not rows:
-                await txn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            for migration in pending("sqlite", applied):
-                for statement in migration.statements():
-                    await txn.execute(statement)
-                await txn.execute("UPDATE schema_version SET version = ?", (migration.number,))
-
-        await self.transact(migrate)
+        await self.transact(lambda txn: migrate(txn, "sqlite"))
 
     def transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> Deferred:
         return Deferred.fromCoroutine(self._transact(interaction))

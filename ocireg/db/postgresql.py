@@ -1,0 +1,288 @@
+"""The metadata store in PostgreSQL, on txpostgres (psycopg2's asynchronous mode).
+
+No thread is involved: each connection is a file descriptor the reactor
+watches. The store keeps a small fixed set of connections and runs one
+transaction at a time on each.
+
+Connection loss. Each connection has its own txpostgres
+`DeadConnectionDetector`, which reconnects it with a bounded backoff as soon
+as a statement (or the reactor, for an idle connection) finds it dead. While
+a connection is dead the store does not wait for it: a transaction that needs
+one and finds none alive, or whose connection dies under it, fails with
+`RegistryError(UNAVAILABLE)`, which the HTTP layer renders as a 503 with the
+OCI error JSON. A transaction that outlives `timeout` has its connection
+closed (libpq's cancel would block the reactor on an unreachable server), so
+a silent network never leaves a request hanging.
+
+Concurrency. PostgreSQL runs transactions in READ COMMITTED; the domain's
+`SELECT … FOR UPDATE` on a repository row serialises version creation per
+repository. A transaction that PostgreSQL rolls back as a deadlock or
+serialisation victim is run again, a few times.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import TypeVar
+
+import psycopg2
+import psycopg2.extensions
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from txpostgres import reconnection, retrying, txpostgres
+from zope.interface import implementer
+
+from ocireg.db.migrations import migrate
+from ocireg.errors import UNAVAILABLE, RegistryError
+from ocireg.interfaces import IMetadataStore, ITransaction
+
+T = TypeVar("T")
+
+_log = Logger()
+
+#: Any number: the key of the advisory lock that serialises migrations, so
+#: several processes starting at once migrate one after the other.
+_MIGRATION_LOCK = 0x6F63_6972_6567
+
+#: Runs of a transaction that PostgreSQL rolled back as a deadlock victim.
+_ATTEMPTS = 4
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached at start-up; the message says where and why."""
+
+
+@lru_cache(maxsize=1024)
+def to_pyformat(sql: str) -> str:
+    """`sql` with the domain's `?` placeholders as psycopg2's `%s`.
+
+    A literal `%` becomes `%%`; nothing inside a quoted literal or identifier
+    is touched.
+    """
+    out = []
+    quote = None
+    for char in sql:
+        if quote is not None:
+            if char == quote:
+                quote = None
+            out.append("%%" if char == "%" else char)
+        elif char in "'\"":
+            quote = char
+            out.append(char)
+        elif char == "?":
+            out.append("%s")
+        elif char == "%":
+            out.append("%%")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def describe_dsn(dsn: str) -> str:
+    """`dsn` without its password, for messages and logs."""
+    try:
+        parts = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        return "an unparsable database URL"
+    host = parts.get("host", "localhost")
+    port = parts.get("port", "5432")
+    user = parts.get("user", "")
+    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{parts.get('dbname', '')}"
+
+
+def _is_connection_failure(failure: Failure) -> bool:
+    """Whether `failure` means the connection (not the statement) failed."""
+    if failure.check(psycopg2.extensions.TransactionRollbackError,
+                     psycopg2.extensions.QueryCanceledError):
+        # Deadlock victims and statement timeouts leave the connection usable.
+        return False
+    return bool(failure.check(
+        psycopg2.InterfaceError,
+        psycopg2.OperationalError,
+        txpostgres.RollbackFailed,
+        reconnection.ConnectionDead,
+        ConnectionDone,
+        ConnectionLost,
+    ))
+
+
+class _Connection(txpostgres.Connection):
+    """A txpostgres connection that reports an idle connection's death to its detector.
+
+    txpostgres watches idle connections for NOTIFY; when the server goes
+    away, psycopg2 raises from `doRead`, which the reactor would log as an
+    unhandled error. Here it becomes a connection loss, which starts the
+    reconnection.
+    """
+
+    def doRead(self) -> None:
+        try:
+            super().doRead()
+        except psycopg2.Error as e:
+            self.reactor.removeReader(self)
+            self.connectionLost(Failure(e))
+
+
+class _Detector(reconnection.DeadConnectionDetector):
+    """Reconnects one connection of `store` with a bounded backoff, until the store closes."""
+
+    def __init__(self, store: PostgreSQLMetadataStore) -> None:
+        super().__init__(
+            deathChecker=self._dead,
+            reconnectionIterator=lambda: retrying.simpleBackoffIterator(
+                initialDelay=0.25, maxDelay=5.0, factor=2.0, maxRetries=0, now=True
+            ),
+            reactor=store._reactor,
+        )
+        self._store = store
+        self.addRecoveryHandler(self._recovered)
+
+    def _dead(self, failure: Failure) -> bool:
+        # Closing the store closes its connections: no reason to reconnect.
+        return not self._store._closing and _is_connection_failure(failure)
+
+    def startReconnecting(self, f: Failure) -> None:
+        _log.warn(
+            "lost a connection to {database} ({error}): reconnecting",
+            database=describe_dsn(self._store._dsn),
+            error=str(f.value).strip() or f.type.__name__,
+        )
+        super().startReconnecting(f)
+
+    def reconnect(self) -> Deferred:
+        if self._store._closing:
+            # A retry scheduled before the store closed: end the retrying quietly.
+            return succeed(None)
+        return super().reconnect()
+
+    def _recovered(self) -> None:
+        if not self._store._closing:
+            _log.info("reconnected to {database}", database=describe_dsn(self._store._dsn))
+
+
+@implementer(ITransaction)
+class _Transaction:
+    for_update = " FOR UPDATE"
+
+    def __init__(self, cursor: txpostgres.Cursor) -> None:
+        self._cursor = cursor
+
+    async def execute(self, sql: str, params: tuple = ()) -> list[tuple]:
+        cursor = await self._cursor.execute(to_pyformat(sql), params)
+        if cursor.description is None:
+            return []
+        return cursor.fetchall()
+
+
+@implementer(IMetadataStore)
+class PostgreSQLMetadataStore:
+    """The metadata store in the PostgreSQL database at `dsn`, over `size` connections."""
+
+    def __init__(self, dsn: str, reactor, size: int = 4, timeout: float = 30.0) -> None:
+        self._dsn = dsn
+        self._reactor = reactor
+        self._timeout = timeout
+        self._closing = False
+        self._connections = [self._new_connection() for _ in range(size)]
+        self._idle = list(self._connections)
+        self._semaphore = DeferredSemaphore(size)
+
+    def _new_connection(self) -> _Connection:
+        detector = _Detector(self)
+        connection = _Connection(reactor=self._reactor, detector=detector)
+        return connection
+
+    @classmethod
+    async def open(
+        cls, dsn: str, reactor, size: int = 4, timeout: float = 30.0
+    ) -> PostgreSQLMetadataStore:
+        """Connect to `dsn` and migrate its schema; DatabaseUnavailable if it cannot connect."""
+        store = cls(dsn, reactor, size, timeout)
+        try:
+            results = await DeferredList(
+                [c.connect(dsn) for c in store._connections], consumeErrors=True
+            )
+            for ok, result in results:
+                if not ok:
+                    raise DatabaseUnavailable(
+                        f"cannot connect to {describe_dsn(dsn)}: "
+                        f"{' '.join(str(result.value).split()) or result.type.__name__}"
+                    )
+            await store.transact(store._migrate)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @staticmethod
+    async def _migrate(txn: ITransaction) -> None:
+        await txn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        await migrate(txn, "postgresql")
+
+    def transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> Deferred:
+        return Deferred.fromCoroutine(self._transact(interaction))
+
+    async def _transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> T:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return await self._attempt(interaction)
+            except psycopg2.extensions.TransactionRollbackError:
+                if attempt == _ATTEMPTS:
+                    raise
+                # Let the transaction that won the deadlock finish before trying again.
+                await deferLater(self._reactor, random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    async def _attempt(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> T:
+        await self._semaphore.acquire()
+        connection = self._checkout()
+        timer = None
+        try:
+            if connection.detector.connectionIsDead or connection.pollable().closed:
+                raise RegistryError(
+                    UNAVAILABLE, "the metadata database is unavailable; try again shortly"
+                )
+
+            def run(cursor: txpostgres.Cursor) -> Deferred:
+                return Deferred.fromCoroutine(interaction(_Transaction(cursor)))
+
+            timer = self._reactor.callLater(self._timeout, self._expire, connection)
+            try:
+                return await connection.runInteraction(run)
+            except Exception as e:
+                if _is_connection_failure(Failure(e)):
+                    raise RegistryError(
+                        UNAVAILABLE, "the metadata database is unavailable; try again shortly"
+                    ) from e
+                raise
+        finally:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._idle.append(connection)
+            self._semaphore.release()
+
+    def _checkout(self) -> _Connection:
+        """An idle connection, a live one when there is any."""
+        for i, connection in enumerate(self._idle):
+            if not connection.detector.connectionIsDead:
+                return self._idle.pop(i)
+        return self._idle.pop()
+
+    def _expire(self, connection: _Connection) -> None:
+        _log.warn(
+            "a transaction on {database} took over {timeout} s: closing its connection",
+            database=describe_dsn(self._dsn), timeout=self._timeout,
+        )
+        # The detector sees the loss and reconnects; the transaction fails as UNAVAILABLE.
+        connection.close()
+
+    async def close(self) -> None:
+        self._closing = True
+        for connection in self._connections:
+            if connection._connection is not None:
+                connection.close()
