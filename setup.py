@@ -17,6 +17,7 @@ setup(
         "zope.interface>=6.0",
         "txpostgres>=1.7",
         "psycopg2-binary>=2.9",
+        "prometheus-client>=0.17",
     ],
     extras_require={
         "test": [

@@ -3,46 +3,119 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 
+from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import CannotListenError
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import IResource, Resource
+from twisted.web.server import Site
 
+from ocireg.api.health import HealthAPI
 from ocireg.api.management import ManagementAPI
+from ocireg.api.metrics import MetricsAPI
+from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
 from ocireg.api.site import RegistrySite
-from ocireg.config import Config
+from ocireg.config import Config, ConfigError
 from ocireg.db.postgresql import PostgreSQLMetadataStore
 from ocireg.db.sqlite import SQLiteMetadataStore
 from ocireg.interfaces import IMetadataStore
+from ocireg.metrics import MeasuredMetadataStore, RegistryMetrics
 from ocireg.registry import Registry
+from ocireg.requestlog import RequestLog
 from ocireg.storage.filesystem import FilesystemBlobStore
 from ocireg.workers import Lifeline, Listener, WorkerPool, adopt
 
 _log = Logger()
 
 
-def build_site(registry: Registry) -> RegistrySite:
-    """The web site: `/v2/` for the registry API, `/api/v1/` for management."""
-    root = _Root(RegistryAPI(registry).resource(), ManagementAPI(registry).resource())
-    return RegistrySite(root, registry)
+def build_site(
+    registry: Registry,
+    extra: Mapping[bytes, IResource] | None = None,
+    observers: Iterable[RequestObserver] = (),
+    reactor=None,
+) -> RegistrySite:
+    """The web site: `/v2/` for the registry API, `/api/v1/` for management.
+
+    `extra` maps further first path segments (`healthz`, `metrics`) to their apps.
+    """
+    root = _Root(RegistryAPI(registry).resource(), ManagementAPI(registry).resource(), extra)
+    return RegistrySite(root, registry, observers, reactor=reactor)
 
 
 class _Root(Resource):
-    """Sends `/api/…` to the management app and everything else to the registry app."""
+    """Sends `/api/…` to the management app, `extra`'s paths to theirs, the rest to the registry."""
 
-    def __init__(self, registry: IResource, management: IResource) -> None:
+    def __init__(
+        self,
+        registry: IResource,
+        management: IResource,
+        extra: Mapping[bytes, IResource] | None = None,
+    ) -> None:
         super().__init__()
         self._registry = registry
         self._management = management
+        self._extra = dict(extra or {})
+        self._extra[b"api"] = management
 
     def getChild(self, path: bytes, request) -> IResource:
-        # Both Klein apps route from the root: give them back the whole path.
+        # The Klein apps route from the root: give them back the whole path.
         request.postpath.insert(0, request.prepath.pop())
-        return self._management if path == b"api" else self._registry
+        return self._extra.get(path, self._registry)
+
+
+def _admin_resources(
+    registry: Registry, metrics: RegistryMetrics, blob_pool: ThreadPool, config: Config,
+    reactor, stopping,
+) -> dict[bytes, IResource]:
+    """`/healthz`, `/readyz` (probing both stores) and `/metrics`."""
+
+    async def metadata_answers() -> None:
+        await registry.metadata.transact(lambda txn: txn.execute("SELECT 1"))
+
+    def blob_store_answers() -> Deferred:
+        # A stat and an access check: cheap, but on a disk that hangs (NFS) they
+        # hang too, so off the reactor thread.
+        return deferToThreadPool(reactor, blob_pool, _check_directory, config.data_dir)
+
+    health = HealthAPI(
+        {"metadata": metadata_answers, "blobs": blob_store_answers}, reactor, stopping
+    ).resource()
+    return {b"healthz": health, b"readyz": health, b"metrics": MetricsAPI(metrics).resource()}
+
+
+def _check_directory(path: str) -> None:
+    for where in (path, os.path.join(path, "blobs"), os.path.join(path, "uploads")):
+        if not os.path.isdir(where):
+            raise OSError(f"{where} is not a directory")
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise OSError(f"{where} is not writable")
+
+
+async def _listen(reactor, setting: str, description: str, factory):
+    """Listen on endpoint `description` of `setting`; a ConfigError naming it when that fails."""
+    try:
+        endpoint = endpoints.serverFromString(reactor, description)
+    except IndexError:
+        # Twisted's systemd: parser indexes the sockets systemd passed.
+        raise ConfigError(
+            f"setting {setting!r}: endpoint {description!r} names a socket that systemd did "
+            "not pass (is the .socket unit active?)"
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"setting {setting!r}: bad endpoint {description!r}: {e}") from None
+    try:
+        return await endpoint.listen(factory)
+    except CannotListenError as e:
+        raise ConfigError(
+            f"setting {setting!r}: cannot listen on {description!r}: {e.socketError}"
+        ) from None
 
 
 async def open_registry(config: Config, reactor) -> tuple[Registry, ThreadPool]:
@@ -68,11 +141,21 @@ async def open_registry(config: Config, reactor) -> tuple[Registry, ThreadPool]:
 class RegistryService(MultiService):
     """Opens the stores, then listens on every endpoint of `config.listen`."""
 
-    def __init__(self, config: Config, reactor=None, listeners: tuple[Listener, ...] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor=None,
+        listeners: tuple[Listener, ...] = (),
+        metrics: RegistryMetrics | None = None,
+    ) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self._config = config
+        self.metrics = metrics or RegistryMetrics(CollectorRegistry(), config.metrics_repositories)
+        self._site: RegistrySite | None = None
+        self._admin_ports: list = []
+        self._stopping = False
         self._reactor = reactor
         #: Sockets inherited from a parent ocireg: set in a worker process only.
         self._listeners = listeners
@@ -89,7 +172,19 @@ class RegistryService(MultiService):
 
     async def _start(self) -> None:
         self._registry, self._blob_pool = await open_registry(self._config, self._reactor)
-        site = build_site(self._registry)
+        self._registry.metadata = MeasuredMetadataStore(
+            self._registry.metadata, self.metrics, self._reactor
+        )
+        admin = _admin_resources(
+            self._registry, self.metrics, self._blob_pool, self._config, self._reactor,
+            lambda: self._stopping,
+        )
+        on_main = dict(admin)
+        if self._config.admin_listen:
+            del on_main[b"metrics"]
+        site = self._site = build_site(
+            self._registry, on_main, (RequestLog(), self.metrics), self._reactor
+        )
         if self._listeners:
             for listener in self._listeners:
                 port = adopt(self._reactor, listener, site)
@@ -98,10 +193,15 @@ class RegistryService(MultiService):
             Lifeline(self._reactor).start()
         else:
             for description in self._config.listen:
-                endpoint = endpoints.serverFromString(self._reactor, description)
-                port = await endpoint.listen(site)
+                port = await _listen(self._reactor, "listen", description, site)
                 self._ports.append(port)
                 _log.info("ocireg serves the registry API on {address}", address=port.getHost())
+            admin_site = Site(_Root(admin[b"healthz"], admin[b"healthz"], admin))
+            for description in self._config.admin_listen:
+                port = await _listen(self._reactor, "admin_listen", description, admin_site)
+                self._admin_ports.append(port)
+                _log.info("ocireg serves /healthz, /readyz and /metrics on {address}",
+                          address=port.getHost())
             if self._config.workers > 1:
                 self._workers = WorkerPool(
                     self._reactor, self._config, self._ports, self._config.workers
@@ -110,13 +210,31 @@ class RegistryService(MultiService):
         self.ready.callback(self._ports)
 
     def _failed_to_start(self, failure) -> None:
-        _log.failure("ocireg could not start", failure)
+        if failure.check(ConfigError):
+            # A setting's fault: the message names it, a traceback would only hide it.
+            _log.critical("ocireg cannot start: {error}", error=str(failure.value))
+        else:
+            _log.failure("ocireg could not start", failure)
+        if not self.ready.called:
+            self.ready.errback(failure)
         if self._reactor.running:
             self._reactor.stop()
 
     async def _stop(self) -> None:
+        self._stopping = True
         await DeferredList([Deferred.fromCoroutine(_stop_listening(p)) for p in self._ports])
         self._ports = []
+        if self._site is not None:
+            in_flight = self._site.in_flight
+            if in_flight:
+                _log.info("waiting up to {timeout} s for {n} requests in flight",
+                          timeout=self._config.shutdown_timeout, n=in_flight)
+            cut_off = await self._site.drain(self._config.shutdown_timeout)
+            if cut_off:
+                _log.warn("cut off {n} requests still in flight after {timeout} s",
+                          n=cut_off, timeout=self._config.shutdown_timeout)
+        await DeferredList([Deferred.fromCoroutine(_stop_listening(p)) for p in self._admin_ports])
+        self._admin_ports = []
         if self._workers is not None:
             await self._workers.stopService()
         if self._registry is not None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+from prometheus_client import CollectorRegistry
 from twisted.application.service import IService
 from twisted.python import usage
 
 from ocireg.config import Config, ConfigError
+from ocireg.daemon import Daemon
+from ocireg.logoutput import LogOutput
+from ocireg.metrics import RegistryMetrics
+from ocireg.notify import SystemdNotifier
+from ocireg.reload import Reloader
 from ocireg.service import RegistryService
 from ocireg.workers import config_from_environment, parse_listeners
 
@@ -30,11 +39,19 @@ class Options(usage.Options):
          "Processes serving the same sockets (default 1; more than 1 needs PostgreSQL)."],
         ["worker", None, None,
          "Internal: run as a worker of a parent ocireg, on the inherited sockets FD:FAMILY,..."],
+        ["log-level", None, None, "debug, info, warn, error or critical (default info)."],
+        ["log-format", None, None,
+         "text or json (one JSON object per line); under twistd, not python -m twisted."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["admin-listen"] = []
+
+    def opt_admin_listen(self, description: str) -> None:
+        """An endpoint serving only /healthz, /readyz and /metrics (repeatable)."""
+        self["admin-listen"].append(description)
 
     def opt_listen(self, description: str) -> None:
         """A Twisted endpoint to serve on, e.g. tcp:5000:interface=127.0.0.1 (repeatable)."""
@@ -50,17 +67,36 @@ class Options(usage.Options):
                 self["listeners"] = parse_listeners(self["worker"])
                 self["config_object"] = config_from_environment()
                 return
-            self["config_object"] = Config.load(
-                self["config"],
-                listen=self["listen"] or None,
-                data_dir=self["data-dir"],
-                database=self["database"],
-                workers=self["workers"],
-            )
+            self["config_object"] = self.load_config()
         except (ConfigError, ValueError) as e:
             raise usage.UsageError(str(e)) from None
 
+    def load_config(self) -> Config:
+        """The settings of the config file and the command line; read again on each reload."""
+        if self["worker"] is not None:
+            return self["config_object"]
+        return Config.load(
+            self["config"],
+            listen=self["listen"] or None,
+            data_dir=self["data-dir"],
+            database=self["database"],
+            workers=self["workers"],
+            admin_listen=self["admin-listen"] or None,
+            log_level=self["log-level"],
+            log_format=self["log-format"],
+        )
+
 
 def makeService(options: Options) -> IService:
-    return RegistryService(options["config_object"], listeners=options["listeners"])
+    from twisted.internet import reactor
+
+    config: Config = options["config_object"]
+    worker = bool(options["listeners"])
+    metrics = RegistryMetrics(CollectorRegistry(), config.metrics_repositories)
+    service = RegistryService(config, reactor, listeners=options["listeners"], metrics=metrics)
+    # Only the main process speaks to the service manager; systemd ignores
+    # (and complains of) notifications from other processes.
+    notifier = SystemdNotifier(None if worker else os.environ.get("NOTIFY_SOCKET"))
+    log_output = LogOutput(config.log_format, config.log_level, sys.stdout)
+    return Daemon(service, notifier, log_output, Reloader(options.load_config, config), reactor)
 

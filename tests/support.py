@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -27,6 +28,14 @@ def ocireg_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "twisted", "--log-format", "text", "ocireg", *args]
 
 
+def twistd_command(*args: str) -> list[str]:
+    """The command that runs ocireg from this checkout as the systemd unit does: under twistd."""
+    return [
+        sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+        "--nodaemon", "--pidfile=", "ocireg", *args,
+    ]
+
+
 def ocireg_environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -43,6 +52,10 @@ class RegistryProcess:
     port: int = attrs.field(factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    #: `ocireg_command` (python -m twisted) or `twistd_command`.
+    command: Callable[..., list[str]] = ocireg_command
+    #: Variables added to the process's environment.
+    environment: dict[str, str] = attrs.field(factory=dict)
 
     @property
     def host(self) -> str:
@@ -57,12 +70,12 @@ class RegistryProcess:
         self.log_path = self.data_dir.parent / f"ocireg-{self.port}.log"
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            ocireg_command(
+            self.command(
                 "--listen", f"tcp:{self.port}:interface=127.0.0.1",
                 "--data-dir", str(self.data_dir), *extra,
             ),
             cwd=self.data_dir.parent,
-            env=ocireg_environment(),
+            env={**ocireg_environment(), **self.environment},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

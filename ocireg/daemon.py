@@ -1,0 +1,110 @@
+"""ocireg as a system service: readiness, reload on SIGHUP, stop, log output, exit status.
+
+`Daemon` wraps the `RegistryService` that `twistd ocireg` runs. It tells the
+service manager `READY=1` once the registry service says its stores are open
+and its ports listen, `STOPPING=1` when the stop begins (twistd turns SIGTERM
+into a reactor stop, which stops the services: the registry service then
+drains its requests), and `RELOADING=1` around a SIGHUP reload. It makes a
+failed start exit with status 1, so that systemd sees the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ocireg.config import masked
+from ocireg.logoutput import LogOutput
+from ocireg.notify import SystemdNotifier
+from ocireg.reload import Reloader, ReloadResult
+from ocireg.service import RegistryService
+
+_log = Logger()
+
+
+class Daemon(MultiService):
+    """Runs `service`, reporting to `notifier`, logging through `log_output`."""
+
+    def __init__(
+        self,
+        service: RegistryService,
+        notifier: SystemdNotifier,
+        log_output: LogOutput,
+        reloader: Reloader,
+        reactor,
+        exit: Callable[[int], object] = os._exit,
+    ) -> None:
+        super().__init__()
+        self._service = service
+        self._notifier = notifier
+        self._log_output = log_output
+        self._reloader = reloader
+        self._reactor = reactor
+        self._exit = exit
+        self._previous_sighup: object = None
+        service.setServiceParent(self)
+        reloader.register("log_level", self._apply_log_level)
+
+    def setServiceParent(self, parent) -> None:
+        # twistd asks the application for its log observer after makeService
+        # and before it starts anything: this is the moment to offer ours.
+        self._log_output.attach(parent)
+        super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        _log.info(
+            "ocireg starting (pid {pid}) with settings {settings}",
+            pid=os.getpid(),
+            settings=json.dumps(masked(self._reloader.running)),
+        )
+        if hasattr(signal, "SIGHUP"):
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
+        super().startService()
+        self._service.ready.addCallbacks(self._ready, self._failed)
+
+    def _ready(self, ports: list) -> None:
+        addresses = ", ".join(str(p.getHost()) for p in ports)
+        self._notifier.ready(f"serving on {addresses}")
+        _log.info("ocireg is ready")
+
+    def _failed(self, failure) -> None:
+        # The registry service has logged why and stopped the reactor; twistd
+        # itself would exit 0, and systemd would not know the start failed.
+        self._reactor.addSystemEventTrigger("after", "shutdown", self._exit_failed)
+
+    def _exit_failed(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._exit(1)
+
+    def _sighup(self, signum: int, frame: object) -> None:
+        # A signal handler may run between any two bytecodes of the reactor
+        # thread: do the work in the reactor's own time.
+        self._reactor.callFromThread(self.reload)
+
+    def reload(self) -> ReloadResult:
+        """Read the configuration again and apply what can change while running."""
+        self._notifier.reloading()
+        try:
+            return self._reloader.reload()
+        finally:
+            self._notifier.ready("reloaded")
+
+    def _apply_log_level(self, old: object, new: object) -> str:
+        self._log_output.set_level(str(new))
+        return f"log level {old} -> {new}"
+
+    def stopService(self) -> Deferred:
+        self._notifier.stopping("stopping: finishing the requests in flight")
+        _log.info("ocireg stopping")
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)  # type: ignore[arg-type]
+            self._previous_sighup = None
+        return super().stopService()

@@ -1,0 +1,197 @@
+"""What ocireg counts, for Prometheus: requests, bytes, uploads, pushes, pulls, database work.
+
+Every metric lives in the `CollectorRegistry` given to `RegistryMetrics`, so
+a test (or a second site in one process) gets its own, and nothing here is a
+module global. Label values are bounded: routes are Klein's route templates,
+never raw paths, and repositories past a cap are counted as "other".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from ocireg.api.observe import RequestRecord
+from ocireg.digest import is_digest
+from ocireg.interfaces import IMetadataStore, ITransaction
+
+T = TypeVar("T")
+
+#: The content type of the Prometheus text format that `generate_latest` writes.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: The label value for repositories past the cap.
+OTHER = "other"
+
+_MANIFEST_ROUTE = "/v2/<path:name>/manifests/<reference>"
+_BLOB_ROUTE = "/v2/<path:name>/blobs/<digest>"
+
+#: Request durations: a manifest or a HEAD takes milliseconds, a layer minutes.
+_DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+)
+
+
+class BoundedLabel:
+    """Passes the first `cap` distinct values through, and folds every later one into OTHER."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._cap:
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
+class _CallbackCollector(Collector):
+    """Gauges read at scrape time from `read`, which gives (name, help, value) triples."""
+
+    def __init__(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        for name, documentation, value in self._read():
+            yield GaugeMetricFamily(name, documentation, value=value)
+
+
+class RegistryMetrics:
+    """The metrics of one registry, registered in `registry`."""
+
+    def __init__(self, registry: CollectorRegistry, repository_cap: int = 100) -> None:
+        self.registry = registry
+        self._repository = BoundedLabel(repository_cap)
+        self.requests = Counter(
+            "ocireg_http_requests", "HTTP requests answered, by route template, method, status.",
+            ["route", "method", "status"], registry=registry,
+        )
+        self.cut_off = Counter(
+            "ocireg_http_requests_cut_off",
+            "HTTP requests whose connection was lost before the response was complete.",
+            ["route", "method"], registry=registry,
+        )
+        self.duration = Histogram(
+            "ocireg_http_request_duration_seconds",
+            "Time from a request's first line to the end of its response.",
+            ["route", "method"], buckets=_DURATION_BUCKETS, registry=registry,
+        )
+        self.received = Counter(
+            "ocireg_http_received_bytes", "Request body bytes received.", registry=registry
+        )
+        self.sent = Counter(
+            "ocireg_http_sent_bytes", "Response body bytes sent.", registry=registry
+        )
+        self.uploads = Gauge(
+            "ocireg_uploads_in_progress", "Blob upload bodies being received right now.",
+            registry=registry,
+        )
+        self.pushes = Counter(
+            "ocireg_pushes",
+            "Manifests pushed by tag (each may make a new repository version), by repository.",
+            ["repository"], registry=registry,
+        )
+        self.pulls = Counter(
+            "ocireg_pulls", "Manifests served by GET, by repository.", ["repository"],
+            registry=registry,
+        )
+        self.blob_downloads = Counter(
+            "ocireg_blob_downloads", "Blobs served by GET, by repository.", ["repository"],
+            registry=registry,
+        )
+        self.transactions = Counter(
+            "ocireg_db_transactions", "Metadata store transactions, by outcome.", ["outcome"],
+            registry=registry,
+        )
+        self.transaction_duration = Histogram(
+            "ocireg_db_transaction_duration_seconds",
+            "Time from asking for a metadata store transaction to its commit or rollback, "
+            "waiting for the store included.",
+            registry=registry,
+        )
+        self.transactions_in_progress = Gauge(
+            "ocireg_db_transactions_in_progress",
+            "Metadata store transactions asked for and not yet finished (waiting included).",
+            registry=registry,
+        )
+
+    def add_collector(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+        """Gauges whose values `read` gives at each scrape; `read` must be cheap and not block."""
+        self.registry.register(_CallbackCollector(read))
+
+    def upload_started(self) -> None:
+        self.uploads.inc()
+
+    def request_done(self, record: RequestRecord) -> None:
+        route = record.route or "unmatched"
+        method = record.method
+        if record.upload:
+            self.uploads.dec()
+        self.received.inc(record.received)
+        self.sent.inc(record.sent)
+        self.duration.labels(route, method).observe(record.duration)
+        if not record.completed:
+            self.cut_off.labels(route, method).inc()
+            return
+        self.requests.labels(route, method, str(record.status)).inc()
+        if record.repository is None or record.status >= 300:
+            return
+        if route == _MANIFEST_ROUTE:
+            if method == "PUT" and record.reference and not is_digest(record.reference):
+                self.pushes.labels(self._repository(record.repository)).inc()
+            elif method == "GET":
+                self.pulls.labels(self._repository(record.repository)).inc()
+        elif route == _BLOB_ROUTE and method == "GET":
+            self.blob_downloads.labels(self._repository(record.repository)).inc()
+
+    def render(self) -> bytes:
+        """Every metric in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+@implementer(IMetadataStore)
+class MeasuredMetadataStore:
+    """`store`, with its transactions counted and timed in `metrics`.
+
+    It wraps whichever backend is configured, so the figures mean the same
+    for SQLite and PostgreSQL: how many transactions wait or run, how long
+    they take (the wait for the store included), how many roll back.
+    """
+
+    def __init__(self, store: IMetadataStore, metrics: RegistryMetrics, clock: IReactorTime):
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+
+    def transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> Deferred:
+        return Deferred.fromCoroutine(self._transact(interaction))
+
+    async def _transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> T:
+        started = self._clock.seconds()
+        self._metrics.transactions_in_progress.inc()
+        outcome = "rolled_back"
+        try:
+            result = await self._store.transact(interaction)
+            outcome = "committed"
+            return result
+        finally:
+            self._metrics.transactions_in_progress.dec()
+            self._metrics.transactions.labels(outcome).inc()
+            self._metrics.transaction_duration.observe(self._clock.seconds() - started)
+
+    def close(self) -> Deferred:
+        return self._store.close()
+
+    def __getattr__(self, name: str) -> object:
+        # Backend-specific extras (a pool's size, a path) stay reachable.
+        return getattr(self._store, name)

@@ -1,0 +1,241 @@
+"""Metrics, health, readiness and the access log, as an operator sees them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import pytest_twisted
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from ocireg.api.observe import RequestRecord
+from ocireg.metrics import OTHER, RegistryMetrics
+from tests.api_helpers import make_image, push_image
+from tests.support import RegistryProcess, free_port, twistd_command
+
+MANIFEST_ROUTE = "/v2/<path:name>/manifests/<reference>"
+WAIT = 20.0
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _wait_for(condition, what: str, timeout: float = WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def processes():
+    started: list[RegistryProcess] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+# Metrics
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_after_a_push_count_it_by_route_template_and_repository(server):
+    image = make_image(layers=2)
+    await push_image(server, "team/app", image, "v1")
+    pulled = await server.request("GET", f"/v2/team/app/manifests/{image.digest}",
+                                  headers={"Accept": image.media_type})
+    assert await pulled.content() == image.body
+
+    response = await server.request("GET", "/metrics")
+    assert response.code == 200
+    assert response.headers.getRawHeaders("Content-Type")[0].startswith("text/plain")
+    samples = _samples((await response.content()).decode())
+
+    assert _value(samples, "ocireg_http_requests_total",
+                  route=MANIFEST_ROUTE, method="PUT", status="201") == 1
+    assert _value(samples, "ocireg_http_requests_total",
+                  route="/v2/<path:name>/blobs/uploads/", method="POST", status="201") == 3
+    assert _value(samples, "ocireg_pushes_total", repository="team/app") == 1
+    assert _value(samples, "ocireg_pulls_total", repository="team/app") == 1
+    assert _value(samples, "ocireg_http_request_duration_seconds_count",
+                  route=MANIFEST_ROUTE, method="PUT") == 1
+    pushed = sum(len(b) for b in image.blobs.values()) + len(image.body)
+    assert _value(samples, "ocireg_http_received_bytes_total") >= pushed
+    assert _value(samples, "ocireg_http_sent_bytes_total") >= len(image.body)
+    assert _value(samples, "ocireg_uploads_in_progress") == 0
+    assert _value(samples, "ocireg_db_transactions_total", outcome="committed") > 0
+    # Routes are templates: no label carries a raw path or a digest.
+    routes = {dict(labels).get("route") for (_, labels) in samples} - {None}
+    assert all("team/app" not in r and "sha256:" not in r for r in routes), routes
+
+
+def _record(repository: str, method: str = "PUT", reference: str = "v1") -> RequestRecord:
+    return RequestRecord(
+        method=method, path=f"/v2/{repository}/manifests/{reference}", route=MANIFEST_ROUTE,
+        status=201 if method == "PUT" else 200, received=10, sent=0, duration=0.01,
+        client="127.0.0.1", user=None, repository=repository, reference=reference,
+        completed=True, upload=False,
+    )
+
+
+def test_repositories_past_the_cap_are_counted_as_other():
+    metrics = RegistryMetrics(CollectorRegistry(), repository_cap=2)
+    for name in ["a", "b", "c", "d", "a"]:
+        metrics.request_done(_record(name))
+    samples = _samples(metrics.render().decode())
+    assert _value(samples, "ocireg_pushes_total", repository="a") == 2
+    assert _value(samples, "ocireg_pushes_total", repository="b") == 1
+    assert _value(samples, "ocireg_pushes_total", repository=OTHER) == 2
+    assert _value(samples, "ocireg_pushes_total", repository="c") is None
+
+
+def test_a_push_by_digest_is_no_push_and_a_manifest_head_no_pull():
+    metrics = RegistryMetrics(CollectorRegistry())
+    metrics.request_done(_record("a", reference="sha256:" + "0" * 64))
+    metrics.request_done(_record("a", method="HEAD"))
+    samples = _samples(metrics.render().decode())
+    assert _value(samples, "ocireg_pushes_total", repository="a") is None
+    assert _value(samples, "ocireg_pulls_total", repository="a") is None
+
+
+def test_uploads_in_progress_counts_a_body_while_it_streams(tmp_path, processes):
+    server = RegistryProcess(tmp_path / "data").start()
+    processes.append(server)
+    request = urllib.request.Request(server.url + "/v2/team/app/blobs/uploads/", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        location = response.headers["Location"]
+
+    def in_progress() -> float:
+        samples = _samples(_get(server.url + "/metrics")[1].decode())
+        return _value(samples, "ocireg_uploads_in_progress")
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            f"PATCH {location} HTTP/1.1\r\nHost: {server.host}\r\n"
+            "Content-Length: 1000\r\n\r\n".encode() + b"x" * 500
+        )
+        _wait_for(lambda: in_progress() == 1, "the upload to count")
+        sock.sendall(b"x" * 500)
+        assert b" 202 " in sock.recv(4096).split(b"\r\n")[0] + b" "
+    _wait_for(lambda: in_progress() == 0, "the upload to end")
+
+
+# Health and readiness
+
+
+def test_readyz_is_unready_while_the_metadata_database_is_locked(tmp_path, processes):
+    server = RegistryProcess(tmp_path / "data").start()
+    processes.append(server)
+    assert _get(server.url + "/readyz")[0] == 200
+
+    # Another process holding the write lock: ocireg's transactions cannot begin.
+    blocker = sqlite3.connect(server.data_dir / "metadata.sqlite3", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        status, body = _get(server.url + "/readyz")
+        assert status == 503, body
+        checks = json.loads(body)["checks"]
+        assert checks["metadata"].startswith("no answer within"), checks
+        assert checks["blobs"] == "ok"
+        assert _get(server.url + "/healthz")[0] == 200
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    _wait_for(lambda: _get(server.url + "/readyz")[0] == 200, "readiness to come back")
+
+
+def test_readyz_is_unready_when_the_blob_store_directory_is_gone(tmp_path, processes):
+    server = RegistryProcess(tmp_path / "data").start()
+    processes.append(server)
+    shutil.rmtree(server.data_dir / "blobs")
+    status, body = _get(server.url + "/readyz")
+    assert status == 503
+    assert "blobs" in json.loads(body)["checks"]["blobs"]
+    assert json.loads(body)["checks"]["metadata"] == "ok"
+
+
+def test_admin_listen_serves_health_and_metrics_which_leave_the_main_port(tmp_path, processes):
+    admin = free_port()
+    server = RegistryProcess(tmp_path / "data").start(
+        "--admin-listen", f"tcp:{admin}:interface=127.0.0.1"
+    )
+    processes.append(server)
+    admin_url = f"http://127.0.0.1:{admin}"
+    assert _get(admin_url + "/healthz")[0] == 200
+    assert _get(admin_url + "/readyz")[0] == 200
+    status, body = _get(admin_url + "/metrics")
+    assert status == 200 and b"ocireg_http_requests_total" in body
+    assert _get(admin_url + "/v2/")[0] == 404
+    assert _get(server.url + "/metrics")[0] == 404
+    assert _get(server.url + "/readyz")[0] == 200
+
+
+# The access log
+
+
+def test_json_log_format_writes_each_request_as_one_object_with_its_fields(tmp_path, processes):
+    server = RegistryProcess(tmp_path / "data", command=twistd_command).start(
+        "--log-format", "json"
+    )
+    processes.append(server)
+    assert _get(server.url + "/v2/team/app/tags/list")[0] == 404
+
+    def access_events():
+        lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+        return [e for e in lines if e.get("namespace") == "ocireg.access"
+                and e.get("path") == "/v2/team/app/tags/list"]
+
+    [event] = _wait_for(access_events, "the request's log event")
+    assert event["method"] == "GET"
+    assert event["status"] == 404
+    assert event["route"] == "/v2/<path:name>/tags/list"
+    assert event["repository"] == "team/app"
+    assert event["user"] == "-"
+    assert isinstance(event["duration_ms"], float)
+    assert event["level"] == "info"
+    assert '"GET /v2/team/app/tags/list" 404' in event["message"]
+
+
+def test_start_up_logs_the_effective_settings(tmp_path, processes):
+    config = tmp_path / "ocireg.toml"
+    config.write_text('log_format = "text"\n')
+    server = RegistryProcess(tmp_path / "data", command=twistd_command).start(
+        "--config", str(config)
+    )
+    processes.append(server)
+    assert '"shutdown_timeout": 30' in server.log()
+
+
+def test_masked_settings_hide_a_database_password():
+    from ocireg.config import Config, masked
+
+    shown = masked(Config(database="postgresql://reg:s3cret@db.example:5432/ocireg"))
+    assert shown["database"] == "postgresql://reg:********@db.example:5432/ocireg"
+    assert "s3cret" not in json.dumps(shown)
