@@ -46,3 +46,13 @@ def test_bad_file_is_refused_with_the_setting_named(tmp_path, text, message):
 def test_missing_file_is_refused_clearly(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         Config.load(str(tmp_path / "absent.toml"))
+
+
+def test_every_setting_is_documented_in_the_example_file_and_the_readme():
+    import attrs
+
+    example = (REPO_ROOT / "etc" / "ocireg.toml").read_text()
+    readme = (REPO_ROOT / "README.rst").read_text()
+    for setting in (a.name for a in attrs.fields(Config)):
+        assert f"\n{setting} = " in example, setting
+        assert f"``{setting}``" in readme, setting
