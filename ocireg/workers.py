@@ -139,11 +139,15 @@ class Lifeline:
         return None
 
     def connectionLost(self, reason: Failure) -> None:
-        pass
+        # The reactor reports a hung-up pipe here rather than through doRead.
+        self._parent_gone()
 
     def _parent_gone(self) -> None:
+        if self._fd < 0:
+            return
         self._reactor.removeReader(self)
         os.close(self._fd)
+        self._fd = -1
         _log.warn("the parent ocireg process is gone: stopping this worker")
         if self._reactor.running:
             self._reactor.stop()

@@ -179,6 +179,29 @@ class _Transaction:
         return cursor.fetchall()
 
 
+async def _run_transaction(
+    connection: _Connection, interaction: Callable[[ITransaction], Awaitable[T]]
+) -> T:
+    """`interaction` in one transaction on `connection`, which no one else is using.
+
+    Not txpostgres' runInteraction: that one logs a failed rollback as an
+    unhandled error, and a rollback fails every time the connection dies
+    mid-transaction; here that failure is the transaction's error instead.
+    """
+    cursor = connection.cursor()
+    await cursor.execute("BEGIN")
+    try:
+        result = await interaction(_Transaction(cursor))
+    except BaseException as e:
+        try:
+            await cursor.execute("ROLLBACK")
+        except psycopg2.Error as rollback_error:
+            raise rollback_error from e
+        raise
+    await cursor.execute("COMMIT")
+    return result
+
+
 @implementer(IMetadataStore)
 class PostgreSQLMetadataStore:
     """The metadata store in the PostgreSQL database at `dsn`, over `size` connections."""
@@ -248,12 +271,12 @@ class PostgreSQLMetadataStore:
                     UNAVAILABLE, "the metadata database is unavailable; try again shortly"
                 )
 
-            def run(cursor: txpostgres.Cursor) -> Deferred:
-                return Deferred.fromCoroutine(interaction(_Transaction(cursor)))
-
             timer = self._reactor.callLater(self._timeout, self._expire, connection)
             try:
-                return await connection.runInteraction(run)
+                # Through the detector, so that a connection failure starts the reconnection.
+                return await connection.detector.callChecking(
+                    lambda: Deferred.fromCoroutine(_run_transaction(connection, interaction))
+                )
             except Exception as e:
                 if _is_connection_failure(Failure(e)):
                     raise RegistryError(

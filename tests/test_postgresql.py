@@ -1,0 +1,412 @@
+"""Several ocireg processes on one PostgreSQL database, and PostgreSQL going away.
+
+These tests run real ocireg processes (tests/support.py) against a database
+of their own on the test server (tests/databases.py), and speak HTTP to them
+with plain urllib from threads: every call has a timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+
+from ocireg.db.migrations import migrations
+from tests.databases import TestDatabase, admin_dsn, backends
+from tests.support import RegistryProcess
+from tests.tcpproxy import TCPProxy
+
+pytestmark = pytest.mark.skipif(
+    "postgresql" not in backends(), reason="OCIREG_TEST_BACKENDS leaves PostgreSQL out"
+)
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+TIMEOUT = 30
+
+
+@pytest.fixture
+def pg():
+    db = TestDatabase().create()
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
+@pytest.fixture
+def processes(tmp_path, pg):
+    """Start ocireg processes on one data directory and `pg`; all stopped after the test."""
+    started: list[RegistryProcess] = []
+
+    def start(*extra: str, database: str | None = None) -> RegistryProcess:
+        process = RegistryProcess(tmp_path / "data").start(
+            "--database", database or pg.dsn, *extra
+        )
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+# A small synchronous registry client.
+
+
+def call(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+         timeout: float = TIMEOUT) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_blob(base: str, name: str, data: bytes) -> None:
+    status, _, body = call(
+        "POST", f"{base}/v2/{name}/blobs/uploads/?digest={digest(data)}", data,
+        {"Content-Type": "application/octet-stream"},
+    )
+    assert status == 201, (status, body[:300])
+
+
+def image(seed: str) -> tuple[bytes, bytes, bytes]:
+    """A config, a layer and the manifest of both, unique to `seed`."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
+    layer = hashlib.sha256(seed.encode()).digest() * 64
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": digest(layer), "size": len(layer)}],
+    }).encode()
+    return config, layer, manifest
+
+
+def push_image(base: str, name: str, tag: str) -> tuple[int, str, bytes]:
+    """Push a fresh image under `tag`: the manifest PUT's status, its digest and body."""
+    config, layer, manifest = image(f"{name}:{tag}")
+    push_blob(base, name, config)
+    push_blob(base, name, layer)
+    status, _, body = call("PUT", f"{base}/v2/{name}/manifests/{tag}", manifest,
+                           {"Content-Type": OCI_MANIFEST})
+    return status, digest(manifest), body
+
+
+def manifest_digest(base: str, name: str, tag: str) -> str | None:
+    status, _, body = call("GET", f"{base}/v2/{name}/manifests/{tag}",
+                           headers={"Accept": OCI_MANIFEST})
+    return digest(body) if status == 200 else None
+
+
+def versions_in_database(pg: TestDatabase, name: str) -> tuple[int, list[int]]:
+    """The repository's latest_version, and the numbers of its versions, from the database."""
+    latest = pg.query("SELECT latest_version FROM repositories WHERE name = %s", (name,))[0][0]
+    numbers = pg.query(
+        "SELECT v.number FROM repository_versions v JOIN repositories r "
+        "ON r.id = v.repository_id WHERE r.name = %s ORDER BY v.number", (name,)
+    )
+    return latest, [n for (n,) in numbers]
+
+
+def assert_linear_history(pg: TestDatabase, name: str) -> int:
+    """Versions 0..latest all exist, each based on the one before; returns latest."""
+    latest, numbers = versions_in_database(pg, name)
+    assert numbers == list(range(latest + 1)), numbers
+    bases = pg.query(
+        "SELECT v.number, v.base_version FROM repository_versions v JOIN repositories r "
+        "ON r.id = v.repository_id WHERE r.name = %s AND v.number > 0 ORDER BY v.number",
+        (name,),
+    )
+    assert all(base == number - 1 for number, base in bases), bases
+    current_tags = pg.query(
+        "SELECT c.name, count(*) FROM repository_content c JOIN repositories r "
+        "ON r.id = c.repository_id WHERE r.name = %s AND c.kind = 'tag' "
+        "AND c.version_removed IS NULL GROUP BY c.name HAVING count(*) > 1", (name,)
+    )
+    assert current_tags == [], f"tags held twice in the latest version: {current_tags}"
+    return latest
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+# Several processes.
+
+
+def test_sixteen_concurrent_tag_pushes_through_two_processes_make_sixteen_gapless_versions(
+    processes, pg
+):
+    first, second = processes(), processes()
+    name = "team/app"
+    tags = [f"v{i}" for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(
+            lambda i: push_image((first, second)[i % 2].url, name, tags[i]), range(16)
+        ))
+    assert [status for status, _, _ in results] == [201] * 16, results
+    assert assert_linear_history(pg, name) == 16
+    reasons = pg.query(
+        "SELECT v.reason FROM repository_versions v JOIN repositories r "
+        "ON r.id = v.repository_id WHERE r.name = %s AND v.number > 0", (name,)
+    )
+    assert sorted(r for (r,) in reasons) == sorted(f"push tag {t}" for t in tags)
+    status, _, body = call("GET", f"{second.url}/v2/{name}/tags/list")
+    assert status == 200 and sorted(json.loads(body)["tags"]) == sorted(tags)
+    for tag, (_, pushed, _) in zip(tags, results, strict=True):
+        for process in (first, second):
+            assert manifest_digest(process.url, name, tag) == pushed
+
+
+def test_tag_writes_to_different_repositories_do_not_wait_for_each_other(processes, pg):
+    """A transaction holding one repository's lock leaves another repository's pushes alone."""
+    process = processes()
+    push_image(process.url, "held/repo", "v0")
+    blocker = psycopg2.connect(pg.dsn, connect_timeout=10)
+    try:
+        cursor = blocker.cursor()
+        cursor.execute("SELECT id FROM repositories WHERE name = 'held/repo' FOR UPDATE")
+        started = time.monotonic()
+        status, _, body = push_image(process.url, "free/repo", "v1")
+        assert status == 201, body
+        assert time.monotonic() - started < 5
+        # And a tag write to the locked repository waits for the lock (then goes through).
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(push_image, process.url, "held/repo", "v1")
+            time.sleep(1.0)
+            assert not waiting.done(), "the tag write did not wait for the repository lock"
+            blocker.rollback()
+            assert waiting.result(timeout=TIMEOUT)[0] == 201
+    finally:
+        blocker.close()
+    assert assert_linear_history(pg, "held/repo") == 2
+
+
+def test_chunked_upload_started_on_one_process_is_finished_on_another(processes):
+    first, second = processes(), processes()
+    name = "team/chunked"
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    chunks = [data[:1_000_000], data[1_000_000:2_500_000], data[2_500_000:]]
+    status, headers, _ = call("POST", f"{first.url}/v2/{name}/blobs/uploads/")
+    assert status == 202
+    location = headers["Location"]
+    offset = 0
+    # first, second, first: neither process holds the running digest of what
+    # the other wrote, so each rebuilds it from the upload's file.
+    for chunk, process in zip(chunks, (first, second, first), strict=True):
+        status, headers, body = call(
+            "PATCH", process.url + location, chunk,
+            {"Content-Type": "application/octet-stream",
+             "Content-Range": f"{offset}-{offset + len(chunk) - 1}"},
+        )
+        assert status == 202, (status, body[:300])
+        offset += len(chunk)
+        assert headers["Range"] == f"0-{offset - 1}"
+        location = headers["Location"]
+    status, _, body = call("GET", second.url + location)
+    assert status == 204 and body == b""
+    separator = "&" if "?" in location else "?"
+    status, headers, body = call("PUT", f"{second.url}{location}{separator}digest={digest(data)}")
+    assert status == 201, (status, body[:300])
+    assert headers["Docker-Content-Digest"] == digest(data)
+    for process in (first, second):
+        status, _, body = call("GET", f"{process.url}/v2/{name}/blobs/{digest(data)}")
+        assert status == 200 and body == data
+
+
+def test_workers_share_the_port_and_a_worker_answers_while_the_parent_is_paused(processes):
+    process = processes("--workers", "2")
+    children = wait_for(lambda: child_pids(process.process.pid), 15, "a worker process started")
+    assert len(children) == 1
+    status, _, _ = push_image(process.url, "team/workers", "v1")
+    assert status == 201
+    os.kill(process.process.pid, signal.SIGSTOP)
+    try:
+        # Only the worker can answer now.
+        for _ in range(5):
+            assert manifest_digest(process.url, "team/workers", "v1") is not None
+    finally:
+        os.kill(process.process.pid, signal.SIGCONT)
+
+
+def test_workers_stop_when_the_parent_is_killed(processes):
+    process = processes("--workers", "3")
+    children = wait_for(
+        lambda: len(child_pids(process.process.pid)) == 2 and child_pids(process.process.pid),
+        15, "two worker processes started",
+    )
+    try:
+        process.process.kill()
+        process.process.wait(10)
+        wait_for(lambda: not any(alive(pid) for pid in children), 15, "the workers stopped")
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_workers_stop_with_the_parent(processes):
+    process = processes("--workers", "2")
+    children = wait_for(lambda: child_pids(process.process.pid), 15, "a worker started")
+    process.stop()
+    # twist re-raises the SIGTERM it stopped on once the reactor is done.
+    assert process.process.returncode in (0, -signal.SIGTERM), process.log()
+    wait_for(lambda: not any(alive(pid) for pid in children), 15, "the worker stopped")
+
+
+def child_pids(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# Schema.
+
+
+def test_both_backends_know_the_same_migrations():
+    sqlite = [m.name for m in migrations("sqlite")]
+    postgresql = [m.name for m in migrations("postgresql")]
+    assert sqlite == postgresql
+
+
+def test_start_up_migrates_once_and_a_newer_schema_is_refused(tmp_path, pg):
+    first = RegistryProcess(tmp_path / "data").start("--database", pg.dsn)
+    first.stop()
+    second = RegistryProcess(tmp_path / "data").start("--database", pg.dsn)
+    second.stop()
+    assert pg.query("SELECT version FROM schema_version") == [(len(migrations("postgresql")),)]
+    pg.query("UPDATE schema_version SET version = 999; COMMIT")
+    refused = RegistryProcess(tmp_path / "data")
+    with pytest.raises(RuntimeError, match="schema is version 999"):
+        refused.start("--database", pg.dsn, timeout=15)
+
+
+def test_unreachable_database_at_start_up_is_a_clear_error(tmp_path):
+    process = RegistryProcess(tmp_path / "data")
+    with pytest.raises(RuntimeError, match="cannot connect to postgresql://"):
+        process.start("--database", "postgresql://postgres:secret@127.0.0.1:1/absent", timeout=15)
+    assert "secret" not in process.log()
+
+
+# PostgreSQL going away.
+
+
+def _target() -> tuple[str, int]:
+    parts = psycopg2.extensions.parse_dsn(admin_dsn())
+    return parts.get("host", "127.0.0.1"), int(parts.get("port", 5432))
+
+
+def test_database_down_during_pushes_gives_503_and_pushes_succeed_once_it_is_back(
+    processes, pg
+):
+    proxy = TCPProxy(_target()).start()
+    try:
+        parts = psycopg2.extensions.parse_dsn(pg.dsn)
+        via_proxy = f"postgresql://{parts['user']}@127.0.0.1:{proxy.port}/{pg.name}"
+        process = processes(database=via_proxy)
+        name = "team/outage"
+        assert push_image(process.url, name, "before")[0] == 201
+
+        outcomes: dict[str, tuple[int, str]] = {}
+
+        def push(tag: str) -> None:
+            try:
+                status, pushed, _ = push_image(process.url, name, tag)
+            except AssertionError:
+                status, pushed = 0, ""  # a blob upload was refused: the push failed
+            outcomes[tag] = (status, pushed)
+
+        with ThreadPoolExecutor(4) as pool:
+            runs = [pool.submit(push, f"during{i}") for i in range(12)]
+            time.sleep(0.3)
+            proxy.down()
+            # While it is down: a clear 503 with the OCI error JSON, quickly.
+            started = time.monotonic()
+            status, headers, body = call("GET", f"{process.url}/v2/{name}/manifests/before",
+                                         headers={"Accept": OCI_MANIFEST}, timeout=10)
+            assert status == 503, (status, body[:300])
+            assert time.monotonic() - started < 5
+            assert headers["Content-Type"].startswith("application/json")
+            assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+            status, _, body = call("POST", f"{process.url}/v2/{name}/blobs/uploads/",
+                                   timeout=10)
+            assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+            for run in runs:
+                run.result(timeout=120)
+        # Every push in flight either succeeded or failed cleanly (no hang, no 500).
+        assert {status for status, _ in outcomes.values()} <= {0, 201, 503}, outcomes
+
+        proxy.up()
+        # ocireg reconnects by itself.
+        wait_for(lambda: manifest_digest(process.url, name, "before"), 20, "ocireg reconnected")
+        status, after, body = push_image(process.url, name, "after")
+        assert status == 201, body
+        assert manifest_digest(process.url, name, "after") == after
+        for tag, (status, pushed) in outcomes.items():
+            if status == 201:
+                assert manifest_digest(process.url, name, tag) == pushed
+        latest = assert_linear_history(pg, name)
+        succeeded = sum(1 for status, _ in outcomes.values() if status == 201)
+        # A push whose answer was lost with the connection may still have committed.
+        assert latest >= 2 + succeeded
+        assert "Unhandled Error" not in process.log()
+    finally:
+        proxy.stop()
+
+
+def test_terminated_database_connections_are_replaced_without_a_restart(processes, pg):
+    process = processes()
+    name = "team/terminated"
+    assert push_image(process.url, name, "v0")[0] == 201
+    for round_ in range(3):
+        assert pg.terminate_connections() > 0
+        # Requests right after may see 503 while connections come back, never a 500.
+        for _ in range(3):
+            status, _, body = call("GET", f"{process.url}/v2/{name}/tags/list", timeout=10)
+            assert status in (200, 503), (status, body[:300])
+        tag = f"r{round_}"
+        wait_for(lambda tag=tag: push_image(process.url, name, tag)[0] == 201, 20,
+                 "a push succeeded after the connections were terminated")
+    assert_linear_history(pg, name)
+    assert "Unhandled Error" not in process.log()
