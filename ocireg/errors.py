@@ -68,3 +68,13 @@ class RegistryError(Exception):
         if self.detail is not None:
             error["detail"] = self.detail
         return json.dumps({"errors": [error]}).encode()
+
+
+# Codes of the management API (/api/v1/) only; it renders them as
+# {"error": {"code", "message", "field", "detail"}}. A bad input's detail
+# names the offending field as {"field": …}.
+INVALID = ErrorCode("INVALID", 400, "invalid request")
+VERSION_UNKNOWN = ErrorCode("VERSION_UNKNOWN", 404, "repository version unknown")
+DISTRIBUTION_UNKNOWN = ErrorCode("DISTRIBUTION_UNKNOWN", 404, "distribution unknown")
+CONTENT_UNKNOWN = ErrorCode("CONTENT_UNKNOWN", 404, "content unknown to the repository version")
+STATE_CONFLICT = ErrorCode("CONFLICT", 409, "the request conflicts with the current state")

@@ -8,12 +8,14 @@ blob store. Nothing here knows of HTTP.
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ocireg import uploads, versions
+from ocireg import history, uploads, versions
 from ocireg.digest import Digest, is_digest
 from ocireg.errors import (
     BLOB_UNKNOWN,
@@ -24,11 +26,12 @@ from ocireg.errors import (
     SIZE_INVALID,
     RegistryError,
 )
-from ocireg.interfaces import IBlobStore, IMetadataStore, IUploadFile
+from ocireg.interfaces import IBlobStore, IMetadataStore, ITransaction, IUploadFile
 from ocireg.manifest import Descriptor, parse_manifest
 from ocireg.names import validate_name, validate_tag
 
 _log = Logger()
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -78,13 +81,17 @@ class Registry:
         validate_name(name)
         parsed = Digest.parse(digest)
         now = self._now()
-        await self.metadata.transact(lambda txn: versions.delete_blob(txn, name, parsed, now))
+        await self.metadata.transact(
+            lambda txn: _retaining(txn, name, versions.delete_blob(txn, name, parsed, now))
+        )
 
     # Uploads
 
     async def start_upload(self, name: str) -> str:
         """Open a new upload session for repository `name`; its uuid."""
         validate_name(name)
+        # A pinned distribution refuses the push before the client sends a byte.
+        await self.metadata.transact(lambda txn: versions.check_writable(txn, name))
         uuid = str(uuidlib.uuid4())
         await self.blobs.create_upload(uuid)
         now = self._now()
@@ -258,7 +265,9 @@ class Registry:
             )
         else:
             await self.metadata.transact(
-                lambda txn: versions.promote(txn, self.blobs, name, manifest, tag, now)
+                lambda txn: _retaining(
+                    txn, name, versions.promote(txn, self.blobs, name, manifest, tag, now)
+                )
             )
         return PushedManifest(manifest.digest, manifest.subject)
 
@@ -270,10 +279,12 @@ class Registry:
         if is_digest(reference):
             digest = str(Digest.parse(reference))
             await self.metadata.transact(
-                lambda txn: versions.delete_manifest(txn, name, digest, now)
+                lambda txn: _retaining(txn, name, versions.delete_manifest(txn, name, digest, now))
             )
         else:
-            await self.metadata.transact(lambda txn: versions.delete_tag(txn, name, reference, now))
+            await self.metadata.transact(
+                lambda txn: _retaining(txn, name, versions.delete_tag(txn, name, reference, now))
+            )
 
     # Listings
 
@@ -302,6 +313,13 @@ class Registry:
         return await self.metadata.transact(
             lambda txn: versions.version_content(txn, name, number)
         )
+
+
+async def _retaining(txn: ITransaction, name: str, change: Awaitable[T]) -> T:
+    """Run `change`, which may make a version, then prune to the repository's retain_versions."""
+    result = await change
+    await history.retain_through(txn, name)
+    return result
 
 
 def upload_location(name: str, uuid: str) -> str:

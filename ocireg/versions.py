@@ -18,6 +18,7 @@ from ocireg.digest import Digest
 from ocireg.errors import (
     BLOB_UNKNOWN,
     CONFLICT,
+    DENIED,
     MANIFEST_BLOB_UNKNOWN,
     MANIFEST_UNKNOWN,
     NAME_UNKNOWN,
@@ -58,6 +59,18 @@ class Version:
     base_version: int | None
     reason: str
     created: float
+
+
+@attrs.frozen
+class View:
+    """What a registry API name (a distribution's base path) shows.
+
+    The repository's latest version and its staging when `pinned` is None,
+    else version `pinned` alone.
+    """
+
+    repository: Repository
+    pinned: int | None = None
 
 
 def _chunks(items: list[str]) -> Iterable[list[str]]:
@@ -105,6 +118,101 @@ async def ensure_repository(txn: ITransaction, name: str, now: float) -> Reposit
         (rows[0][0], now),
     )
     return Repository(rows[0][0], name, 0)
+
+
+async def find_view(txn: ITransaction, base_path: str) -> View | None:
+    """What the distribution `base_path` serves, or None when there is no such distribution."""
+    rows = await txn.execute(
+        "SELECT r.id, r.name, r.latest_version, d.version FROM distributions d "
+        "JOIN repositories r ON r.id = d.repository_id WHERE d.base_path = ?",
+        (base_path,),
+    )
+    if not rows:
+        return None
+    repository_id, name, latest, pinned = rows[0]
+    return View(Repository(repository_id, name, latest), pinned)
+
+
+async def writable_repository(txn: ITransaction, base_path: str, now: float) -> Repository:
+    """The repository a push to `base_path` writes to, its row locked.
+
+    The repository of the distribution `base_path`; when there is none, the
+    repository of that name (created if new) and a distribution serving it.
+    A distribution pinned to a version takes no pushes: DENIED.
+    """
+    view = await find_view(txn, base_path)
+    if view is None:
+        repository = await ensure_repository(txn, base_path, now)
+        await txn.execute(
+            "INSERT INTO distributions (base_path, repository_id, version, created) "
+            "VALUES (?, ?, NULL, ?) ON CONFLICT (base_path) DO NOTHING",
+            (base_path, repository.id, now),
+        )
+        return repository
+    _refuse_pinned(view, base_path)
+    return await _existing_repository(txn, view.repository.name, lock=True)
+
+
+async def _writable_existing(txn: ITransaction, base_path: str) -> Repository:
+    """The repository a delete through `base_path` changes, its row locked; NAME_UNKNOWN if none."""
+    view = await find_view(txn, base_path)
+    if view is None:
+        raise RegistryError(NAME_UNKNOWN, f"repository {base_path!r} is not known",
+                            {"name": base_path})
+    _refuse_pinned(view, base_path)
+    return await _existing_repository(txn, view.repository.name, lock=True)
+
+
+def _refuse_pinned(view: View, base_path: str) -> None:
+    if view.pinned is not None:
+        raise RegistryError(
+            DENIED,
+            f"{base_path!r} serves version {view.pinned} of repository "
+            f"{view.repository.name!r}, pinned: it takes no pushes or deletes; unpin the "
+            "distribution or push to another name",
+            {"name": base_path, "repository": view.repository.name, "version": view.pinned},
+        )
+
+
+async def check_writable(txn: ITransaction, base_path: str) -> None:
+    """Refuse with DENIED, before any byte is sent, a push to a pinned distribution."""
+    view = await find_view(txn, base_path)
+    if view is not None:
+        _refuse_pinned(view, base_path)
+
+
+async def _held(
+    txn: ITransaction, repository_id: int, version: int, kind: str, names: Iterable[str]
+) -> set[str]:
+    """Which of `names` (of `kind`) version `version` holds."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(names))):
+        rows = await txn.execute(
+            "SELECT name FROM repository_content WHERE repository_id = ? AND kind = ? "
+            "AND version_added <= ? AND (version_removed IS NULL OR version_removed > ?) "
+            f"AND name IN ({_marks(len(chunk))})",
+            (repository_id, kind, version, version, *chunk),
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
+async def _shown(txn: ITransaction, view: View, kind: str, names: Iterable[str]) -> set[str]:
+    """Which of `names` (of `kind`) `view` shows."""
+    if view.pinned is None:
+        return await _visible(txn, view.repository.id, kind, names)
+    return await _held(txn, view.repository.id, view.pinned, kind, names)
+
+
+def _in_view(view: View, alias: str = "") -> tuple[str, tuple]:
+    """The SQL condition (and its parameters) selecting content rows `view` shows."""
+    if view.pinned is None:
+        return f" AND {alias}version_removed IS NULL", ()
+    return (
+        f" AND {alias}version_added <= ? AND ({alias}version_removed IS NULL "
+        f"OR {alias}version_removed > ?)",
+        (view.pinned, view.pinned),
+    )
 
 
 async def _current(
@@ -173,10 +281,10 @@ async def _stage(
 
 async def blob_size(txn: ITransaction, name: str, digest: Digest) -> int:
     """The size of blob `digest` as repository `name` sees it, or BLOB_UNKNOWN."""
-    repository = await find_repository(txn, name)
-    if repository is not None:
+    view = await find_view(txn, name)
+    if view is not None:
         text = str(digest)
-        if await _visible(txn, repository.id, "blob", [text]):
+        if await _shown(txn, view, "blob", [text]):
             rows = await txn.execute("SELECT size FROM blobs WHERE digest = ?", (text,))
             if rows:
                 return rows[0][0]
@@ -193,7 +301,7 @@ async def stage_blob(
         "ON CONFLICT (digest) DO NOTHING",
         (str(digest), size, now),
     )
-    repository = await ensure_repository(txn, name, now)
+    repository = await writable_repository(txn, name, now)
     await _stage(txn, repository, "blob", str(digest), now)
 
 
@@ -205,7 +313,7 @@ async def mount_blob(
         size = await blob_size(txn, source, digest)
     except RegistryError:
         return None
-    repository = await ensure_repository(txn, name, now)
+    repository = await writable_repository(txn, name, now)
     await _stage(txn, repository, "blob", str(digest), now)
     return size
 
@@ -216,7 +324,7 @@ async def delete_blob(txn: ITransaction, name: str, digest: Digest, now: float) 
     A blob that a manifest of the latest version needs is refused with a
     conflict: removing it would leave that manifest broken.
     """
-    repository = await _existing_repository(txn, name, lock=True)
+    repository = await _writable_existing(txn, name)
     text = str(digest)
     in_staging = await _staged(txn, repository.id, "blob", [text])
     in_current = await _current(txn, repository.id, "blob", [text])
@@ -284,23 +392,25 @@ async def store_manifest(txn: ITransaction, manifest: Manifest, now: float) -> N
 
 async def stage_manifest(txn: ITransaction, name: str, manifest: Manifest, now: float) -> None:
     """Record `manifest` and add it to the staging version of repository `name`."""
-    repository = await ensure_repository(txn, name, now)
+    repository = await writable_repository(txn, name, now)
     await store_manifest(txn, manifest, now)
     await _stage(txn, repository, "manifest", str(manifest.digest), now)
 
 
 async def resolve(txn: ITransaction, name: str, reference: str) -> tuple[Repository, str]:
     """The repository and manifest digest that `reference` (a tag or digest) names in `name`."""
-    repository = await find_repository(txn, name)
-    if repository is not None:
+    view = await find_view(txn, name)
+    if view is not None:
+        repository = view.repository
         if ":" in reference:
-            if await _visible(txn, repository.id, "manifest", [reference]):
+            if await _shown(txn, view, "manifest", [reference]):
                 return repository, reference
         else:
+            condition, params = _in_view(view)
             rows = await txn.execute(
                 "SELECT digest FROM repository_content WHERE repository_id = ? AND kind = 'tag' "
-                "AND name = ? AND version_removed IS NULL",
-                (repository.id, reference),
+                "AND name = ?" + condition,
+                (repository.id, reference, *params),
             )
             if rows:
                 return repository, rows[0][0]
@@ -428,7 +538,7 @@ async def promote(
     the tag, and takes the closure out of staging. When nothing would change,
     no version is made.
     """
-    repository = await ensure_repository(txn, name, now)
+    repository = await writable_repository(txn, name, now)
     await store_manifest(txn, manifest, now)
     manifests, blobs = await _closure(txn, repository, manifest)
     missing = await blob_store.missing_blobs([Digest.parse(b) for b in sorted(blobs)])
@@ -470,7 +580,7 @@ async def promote(
 
 async def delete_tag(txn: ITransaction, name: str, tag: str, now: float) -> int:
     """A new version of `name` without `tag`; its number."""
-    repository = await _existing_repository(txn, name, lock=True)
+    repository = await _writable_existing(txn, name)
     if not await _current(txn, repository.id, "tag", [tag]):
         raise RegistryError(MANIFEST_UNKNOWN, f"tag {tag!r} is not in repository {name!r}",
                             {"tag": tag})
@@ -486,7 +596,7 @@ async def delete_manifest(txn: ITransaction, name: str, digest: str, now: float)
     it; child manifests stay, as manifests of their own. Returns the new
     version, or None when the manifest was only staged.
     """
-    repository = await _existing_repository(txn, name, lock=True)
+    repository = await _writable_existing(txn, name)
     in_staging = await _staged(txn, repository.id, "manifest", [digest])
     in_current = await _current(txn, repository.id, "manifest", [digest])
     if not in_staging and not in_current:
@@ -519,13 +629,13 @@ async def delete_manifest(txn: ITransaction, name: str, digest: str, now: float)
 async def tags(
     txn: ITransaction, name: str, limit: int | None, last: str | None
 ) -> list[str]:
-    """The tags of the latest version of `name`, in lexical order, after `last`."""
-    repository = await _existing_repository(txn, name)
-    sql = (
-        "SELECT name FROM repository_content WHERE repository_id = ? AND kind = 'tag' "
-        "AND version_removed IS NULL"
-    )
-    params: tuple = (repository.id,)
+    """The tags `name` serves (see `View`), in lexical order, after `last`."""
+    view = await find_view(txn, name)
+    if view is None:
+        raise RegistryError(NAME_UNKNOWN, f"repository {name!r} is not known", {"name": name})
+    condition, params = _in_view(view)
+    sql = "SELECT name FROM repository_content WHERE repository_id = ? AND kind = 'tag'" + condition
+    params = (view.repository.id, *params)
     if last is not None:
         sql += " AND name > ?"
         params += (last,)
@@ -554,16 +664,17 @@ async def referrers(
     txn: ITransaction, name: str, subject: Digest, artifact_type: str | None
 ) -> list[Descriptor]:
     """Descriptors of the manifests in `name` whose subject is `subject`."""
-    repository = await find_repository(txn, name)
-    if repository is None:
+    view = await find_view(txn, name)
+    if view is None:
         return []
+    condition, params = _in_view(view, "c.")
     sql = (
         "SELECT m.digest, m.media_type, m.artifact_type, m.annotations, length(m.body) "
         "FROM manifests m JOIN repository_content c ON c.repository_id = ? "
-        "AND c.kind = 'manifest' AND c.name = m.digest AND c.version_removed IS NULL "
+        "AND c.kind = 'manifest' AND c.name = m.digest" + condition + " "
         "WHERE m.subject = ?"
     )
-    params: tuple = (repository.id, str(subject))
+    params = (view.repository.id, *params, str(subject))
     if artifact_type is not None:
         sql += " AND m.artifact_type = ?"
         params += (artifact_type,)

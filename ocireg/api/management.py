@@ -1,14 +1,45 @@
-"""The Klein routes of the management API (`/api/v1/`): repositories and their versions."""
+"""The Klein routes of the management API (`/api/v1/`): parse, call, render.
+
+JSON in and out. Every error is `{"error": {"code", "message", "field"?,
+"detail"?}}`: 400 names the offending `field`, 404 is something that does not
+exist, 409 a conflict with the current state. `openapi.py` describes these
+routes; tests/test_openapi_fuzz.py keeps the two in step.
+"""
 
 from __future__ import annotations
 
 import json
 
+import attrs
 from klein import Klein
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ocireg.errors import RegistryError
+from ocireg.api.openapi import document as openapi_document
+from ocireg.api.streaming import BufferedBody
+from ocireg.distributions import Distribution
+from ocireg.errors import (
+    INVALID,
+    METHOD_UNSUPPORTED,
+    NOT_FOUND,
+    ErrorCode,
+    RegistryError,
+)
+from ocireg.history import Change, Diff, VersionSummary
+from ocireg.management import Management
 from ocireg.registry import Registry
+from ocireg.repositories import RepositoryInfo
+from ocireg.staging import Staging
+
+_log = Logger()
+
+INTERNAL = ErrorCode("INTERNAL", 500, "internal error")
+
+#: The field a registry error is about, when its code says it.
+_FIELDS = {"NAME_INVALID": "name", "TAG_INVALID": "tag", "DIGEST_INVALID": "digest"}
+
+_ABSENT = object()
 
 
 def _json(request: IRequest, document: object, status: int = 200) -> bytes:
@@ -19,47 +50,250 @@ def _json(request: IRequest, document: object, status: int = 200) -> bytes:
     return body
 
 
+def _no_content(request: IRequest) -> bytes:
+    request.setResponseCode(204)
+    return b""
+
+
+def _invalid(field: str, message: str) -> RegistryError:
+    return RegistryError(INVALID, message, {"field": field})
+
+
+def _query(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid(name, f"{name} is not UTF-8") from None
+
+
+def _query_int(request: IRequest, name: str) -> int | None:
+    value = _query(request, name)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 9:
+        raise _invalid(name, f"{name} must be a whole number")
+    return int(value)
+
+
+def _body(request: IRequest) -> dict:
+    content = request.content
+    raw = content.value() if isinstance(content, BufferedBody) else content.read()
+    try:
+        document = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise _invalid("body", "the body is not JSON") from None
+    if not isinstance(document, dict):
+        raise _invalid("body", "the body must be a JSON object")
+    return document
+
+
+def _field(document: dict, name: str, kind: type | tuple, required: bool = False,
+           nullable: bool = True, default: object = None) -> object:
+    """`document[name]`, checked to be of `kind` (bool is no int here)."""
+    if name not in document:
+        if required:
+            raise _invalid(name, f"{name} is required")
+        return default
+    value = document[name]
+    if value is None and nullable and not required:
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(k.__name__.replace("str", "string").replace("int", "integer")
+                            for k in kinds)
+        raise _invalid(name, f"{name} must be {names}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**31 <= value < 2**31:
+        raise _invalid(name, f"{name} is out of range")
+    return value
+
+
+def _strings(document: dict, name: str) -> list[str]:
+    value = _field(document, name, list, default=[]) or []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _invalid(f"{name}[{i}]", f"{name} must be a list of strings")
+    return value
+
+
+def _page(items: list, limit: int | None, key) -> tuple[list, str | None]:
+    """Items fetched with one extra, cut to the page; the cursor of the next page."""
+    size = 100 if limit is None else limit
+    if len(items) > size:
+        items = items[:size]
+        return items, key(items[-1])
+    return items, None
+
+
+def _repository(info: RepositoryInfo) -> dict:
+    return attrs.asdict(info) | {"distributions": list(info.distributions)}
+
+
+def _version(name: str, v: VersionSummary) -> dict:
+    return {
+        "repository": name,
+        "number": v.number,
+        "base_version": v.base_version,
+        "reason": v.reason,
+        "created": v.created,
+        "added": v.added.to_json(),
+        "removed": v.removed.to_json(),
+        "present": v.present.to_json(),
+    }
+
+
+def _diff(name: str, d: Diff) -> dict:
+    return {
+        "repository": name,
+        "base": d.base,
+        "target": d.target,
+        "tags": {
+            "added": dict(d.tags_added),
+            "removed": dict(d.tags_removed),
+            "moved": {m.tag: {"from": m.old, "to": m.new} for m in d.tags_moved},
+        },
+        "manifests": {"added": list(d.manifests_added), "removed": list(d.manifests_removed)},
+        "blobs": {"added": list(d.blobs_added), "removed": list(d.blobs_removed)},
+    }
+
+
+def _change(request: IRequest, name: str, change: Change) -> bytes:
+    return _json(
+        request,
+        {"repository": name, "version": change.version, "created": change.created},
+        201 if change.created else 200,
+    )
+
+
+def _distribution(d: Distribution) -> dict:
+    return {
+        "base_path": d.base_path,
+        "repository": d.repository,
+        "version": d.version,
+        "serves": d.serves,
+        "created": d.created,
+    }
+
+
+def _staging(s: Staging, now: float) -> dict:
+    return {
+        "repository": s.repository,
+        "age": None if s.oldest is None else max(now - s.oldest, 0.0),
+        "content": [attrs.asdict(i) for i in s.items],
+        "uploads": [attrs.asdict(u) for u in s.uploads],
+    }
+
+
 class ManagementAPI:
-    """Read the history of each repository."""
+    """Repositories, their versions, staging and distributions, under `/api/v1/`."""
 
     app = Klein()
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
+        self._manage = Management(registry.metadata, registry.blobs, registry.clock)
 
     def resource(self):
         return self.app.resource()
 
+    # Errors
+
     @app.handle_errors(RegistryError)
     def _error(self, request: IRequest, failure) -> bytes:
         error: RegistryError = failure.value
-        return _json(
-            request,
-            {"error": {"code": error.code.name, "message": error.message, "detail": error.detail}},
-            error.status,
+        body: dict[str, object] = {"code": error.code.name, "message": error.message}
+        detail = error.detail
+        field = _FIELDS.get(error.code.name) if error.status == 400 else None
+        if isinstance(detail, dict) and "field" in detail:
+            detail = dict(detail)
+            field = detail.pop("field")
+        if field is not None:
+            body["field"] = field
+        if detail:
+            body["detail"] = detail
+        return _json(request, {"error": body}, error.status)
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request: IRequest, failure) -> bytes:
+        return self._error(request, _Failure(RegistryError(NOT_FOUND)))
+
+    @app.handle_errors(MethodNotAllowed)
+    def _method_not_allowed(self, request: IRequest, failure) -> bytes:
+        return self._error(request, _Failure(RegistryError(METHOD_UNSUPPORTED)))
+
+    @app.handle_errors(Exception)
+    def _unexpected(self, request: IRequest, failure) -> bytes:
+        _log.failure("unexpected error serving {method} {uri}", failure,
+                     method=request.method, uri=request.uri)
+        return self._error(request, _Failure(RegistryError(INTERNAL)))
+
+    @app.route("/api/v1/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        return _json(request, openapi_document())
+
+    # Repositories
+
+    @app.route("/api/v1/repositories/", methods=["GET"])
+    async def list_repositories(self, request: IRequest) -> bytes:
+        limit = _query_int(request, "limit")
+        found = await self._manage.list_repositories(
+            _query(request, "prefix"), None if limit is None else limit + 1,
+            _query(request, "after"),
         )
+        found, following = _page(found, limit, lambda r: r.name)
+        return _json(request, {"repositories": [_repository(r) for r in found],
+                               "next": following})
+
+    @app.route("/api/v1/repositories/", methods=["POST"])
+    async def create_repository(self, request: IRequest) -> bytes:
+        document = _body(request)
+        info = await self._manage.create_repository(
+            _field(document, "name", str, required=True),
+            _field(document, "retain_versions", int),
+            _field(document, "distribute", bool, nullable=False, default=True),
+        )
+        request.setHeader("Location", f"/api/v1/repositories/{info.name}")
+        return _json(request, _repository(info), 201)
+
+    @app.route("/api/v1/repositories/<path:name>", methods=["GET"])
+    async def show_repository(self, request: IRequest, name: str) -> bytes:
+        return _json(request, _repository(await self._manage.show_repository(name)))
+
+    @app.route("/api/v1/repositories/<path:name>", methods=["PATCH"])
+    async def update_repository(self, request: IRequest, name: str) -> bytes:
+        document = _body(request)
+        keep = _field(document, "retain_versions", int, default=_ABSENT)
+        if keep is _ABSENT:
+            raise _invalid("retain_versions", "retain_versions (a number or null) is required")
+        return _json(request, _repository(await self._manage.set_retention(name, keep)))
+
+    @app.route("/api/v1/repositories/<path:name>", methods=["DELETE"])
+    async def delete_repository(self, request: IRequest, name: str) -> bytes:
+        await self._manage.delete_repository(name)
+        return _no_content(request)
+
+    # Versions
 
     @app.route("/api/v1/repositories/<path:name>/versions/", methods=["GET"])
     async def list_versions(self, request: IRequest, name: str) -> bytes:
-        found = await self._registry.versions(name)
-        return _json(
-            request,
-            {
-                "repository": name,
-                "versions": [
-                    {
-                        "number": v.number,
-                        "base_version": v.base_version,
-                        "reason": v.reason,
-                        "created": v.created,
-                    }
-                    for v in found
-                ],
-            },
-        )
+        found = await self._manage.list_versions(name)
+        return _json(request, {"repository": name, "versions": [_version(name, v) for v in found]})
 
-    @app.route("/api/v1/repositories/<path:name>/versions/<int:number>/content", methods=["GET"])
+    @app.route("/api/v1/repositories/<path:name>/versions/<int:number>", methods=["GET"])
+    async def show_version(self, request: IRequest, name: str, number: int) -> bytes:
+        return _json(request, _version(name, await self._manage.show_version(name, number)))
+
+    @app.route("/api/v1/repositories/<path:name>/versions/<int:number>", methods=["DELETE"])
+    async def delete_version(self, request: IRequest, name: str, number: int) -> bytes:
+        await self._manage.delete_version(name, number)
+        return _no_content(request)
+
+    @app.route("/api/v1/repositories/<path:name>/versions/<int:number>/content",
+               methods=["GET"])
     async def version_content(self, request: IRequest, name: str, number: int) -> bytes:
+        await self._manage.show_version(name, number)
         content = await self._registry.version_content(name, number)
         return _json(
             request,
@@ -71,3 +305,119 @@ class ManagementAPI:
                 "blobs": sorted(content["blob"]),
             },
         )
+
+    @app.route("/api/v1/repositories/<path:name>/versions/<int:number>/content/<kind>",
+               methods=["GET"])
+    async def content_page(self, request: IRequest, name: str, number: int, kind: str) -> bytes:
+        limit = _query_int(request, "limit")
+        found = await self._manage.version_content(
+            name, number, kind, None if limit is None else limit + 1, _query(request, "after")
+        )
+        found, following = _page(found, limit, lambda item: item[0])
+        items = [{"name": n, "digest": d} if kind == "tags" else {"digest": d} for n, d in found]
+        return _json(request, {"repository": name, "version": number, "kind": kind,
+                               "items": items, "next": following})
+
+    @app.route("/api/v1/repositories/<path:name>/versions/<int:base>/diff/<int:target>",
+               methods=["GET"])
+    async def diff(self, request: IRequest, name: str, base: int, target: int) -> bytes:
+        return _json(request, _diff(name, await self._manage.diff(name, base, target)))
+
+    @app.route("/api/v1/repositories/<path:name>/rollback", methods=["POST"])
+    async def rollback(self, request: IRequest, name: str) -> bytes:
+        document = _body(request)
+        number = _field(document, "version", int, required=True)
+        return _change(request, name, await self._manage.rollback(name, number))
+
+    @app.route("/api/v1/repositories/<path:name>/modify", methods=["POST"])
+    async def modify(self, request: IRequest, name: str) -> bytes:
+        document = _body(request)
+        add_tags = _field(document, "add_tags", dict, default={}) or {}
+        for tag, reference in add_tags.items():
+            if not isinstance(reference, str):
+                raise _invalid(f"add_tags.{tag}", "add_tags maps tags to a tag or a digest")
+        source = _field(document, "source", dict) or {}
+        change = await self._manage.modify(
+            name,
+            add_tags,
+            _strings(document, "remove_tags"),
+            _strings(document, "add_manifests"),
+            _strings(document, "remove_manifests"),
+            _prefixed(_field, source, "repository", str),
+            _prefixed(_field, source, "version", int),
+        )
+        return _change(request, name, change)
+
+    # Staging
+
+    @app.route("/api/v1/repositories/<path:name>/staging", methods=["GET"])
+    async def staging(self, request: IRequest, name: str) -> bytes:
+        found = await self._manage.staging(name)
+        return _json(request, _staging(found, self._registry.clock.seconds()))
+
+    @app.route("/api/v1/repositories/<path:name>/staging", methods=["DELETE"])
+    async def discard_staging(self, request: IRequest, name: str) -> bytes:
+        discarded = await self._manage.discard_staging(name)
+        return _json(request, {"repository": name, "discarded": discarded})
+
+    # Distributions
+
+    @app.route("/api/v1/distributions/", methods=["GET"])
+    async def list_distributions(self, request: IRequest) -> bytes:
+        limit = _query_int(request, "limit")
+        found = await self._manage.list_distributions(
+            _query(request, "repository"), None if limit is None else limit + 1,
+            _query(request, "after"),
+        )
+        found, following = _page(found, limit, lambda d: d.base_path)
+        return _json(request, {"distributions": [_distribution(d) for d in found],
+                               "next": following})
+
+    @app.route("/api/v1/distributions/", methods=["POST"])
+    async def create_distribution(self, request: IRequest) -> bytes:
+        document = _body(request)
+        created = await self._manage.create_distribution(
+            _field(document, "base_path", str, required=True),
+            _field(document, "repository", str, required=True),
+            _field(document, "version", int),
+        )
+        request.setHeader("Location", f"/api/v1/distributions/{created.base_path}")
+        return _json(request, _distribution(created), 201)
+
+    @app.route("/api/v1/distributions/<path:base_path>", methods=["GET"])
+    async def show_distribution(self, request: IRequest, base_path: str) -> bytes:
+        return _json(request, _distribution(await self._manage.show_distribution(base_path)))
+
+    @app.route("/api/v1/distributions/<path:base_path>", methods=["PATCH"])
+    async def update_distribution(self, request: IRequest, base_path: str) -> bytes:
+        document = _body(request)
+        version = _field(document, "version", int, default=_ABSENT)
+        updated = await self._manage.update_distribution(
+            base_path,
+            _field(document, "repository", str, nullable=False),
+            None if version is _ABSENT else version,
+            pin=version is not _ABSENT,
+        )
+        return _json(request, _distribution(updated))
+
+    @app.route("/api/v1/distributions/<path:base_path>", methods=["DELETE"])
+    async def delete_distribution(self, request: IRequest, base_path: str) -> bytes:
+        await self._manage.delete_distribution(base_path)
+        return _no_content(request)
+
+
+def _prefixed(field, document: dict, name: str, kind: type) -> object:
+    """A field of the `source` object, its errors naming `source.<name>`."""
+    try:
+        return field(document, name, kind)
+    except RegistryError as e:
+        e.detail = {"field": f"source.{name}"}
+        e.message = e.message.replace(name, f"source.{name}", 1)
+        raise
+
+
+class _Failure:
+    """Just enough of a Failure for the error renderer."""
+
+    def __init__(self, value: BaseException) -> None:
+        self.value = value
