@@ -25,6 +25,8 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6",
             "ruff>=0.6",
+            "schemathesis>=4.0",
         ],
     },
+    entry_points={"console_scripts": ["ocireg = ocireg.cli:main"]},
 )
