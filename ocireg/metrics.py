@@ -30,6 +30,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: The label value for repositories past the cap.
 OTHER = "other"
 
+#: Methods counted by name; a client can send any token, so the rest are "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 _MANIFEST_ROUTE = "/v2/<path:name>/manifests/<reference>"
 _BLOB_ROUTE = "/v2/<path:name>/blobs/<digest>"
 
@@ -134,7 +137,7 @@ class RegistryMetrics:
 
     def request_done(self, record: RequestRecord) -> None:
         route = record.route or "unmatched"
-        method = record.method
+        method = record.method if record.method in _METHODS else OTHER
         if record.upload:
             self.uploads.dec()
         self.received.inc(record.received)
