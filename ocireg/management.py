@@ -86,7 +86,8 @@ class Management:
     async def list_repositories(
         self, prefix: str | None, limit: int | None, after: str | None
     ) -> list[repositories.RepositoryInfo]:
-        limit = check_limit(limit)
+        # One more than the page, to know whether another page follows.
+        limit = check_limit(limit) + 1
 
         async def listing(txn):
             found = await repositories.names(txn, prefix, limit, after)
@@ -149,7 +150,8 @@ class Management:
                 INVALID, f"content kind must be one of {', '.join(CONTENT_KINDS)}",
                 {"field": "kind"},
             )
-        limit = check_limit(limit)
+        # One more than the page, to know whether another page follows.
+        limit = check_limit(limit) + 1
         return await self.metadata.transact(
             lambda txn: history.content_page(txn, name, number, CONTENT_KINDS[kind], limit, after)
         )
@@ -239,7 +241,8 @@ class Management:
     ) -> list[distributions.Distribution]:
         if repository is not None:
             check_name(repository, "repository")
-        limit = check_limit(limit)
+        # One more than the page, to know whether another page follows.
+        limit = check_limit(limit) + 1
         return await self.metadata.transact(
             lambda txn: distributions.listing(txn, repository, limit, after)
         )

@@ -119,7 +119,7 @@ def _strings(document: dict, name: str) -> list[str]:
 
 
 def _page(items: list, limit: int | None, key) -> tuple[list, str | None]:
-    """Items fetched with one extra, cut to the page; the cursor of the next page."""
+    """Items fetched with one extra (see `Management`), cut to the page; the next page's cursor."""
     size = 100 if limit is None else limit
     if len(items) > size:
         items = items[:size]
@@ -239,7 +239,7 @@ class ManagementAPI:
     async def list_repositories(self, request: IRequest) -> bytes:
         limit = _query_int(request, "limit")
         found = await self._manage.list_repositories(
-            _query(request, "prefix"), None if limit is None else limit + 1,
+            _query(request, "prefix"), limit,
             _query(request, "after"),
         )
         found, following = _page(found, limit, lambda r: r.name)
@@ -311,7 +311,7 @@ class ManagementAPI:
     async def content_page(self, request: IRequest, name: str, number: int, kind: str) -> bytes:
         limit = _query_int(request, "limit")
         found = await self._manage.version_content(
-            name, number, kind, None if limit is None else limit + 1, _query(request, "after")
+            name, number, kind, limit, _query(request, "after")
         )
         found, following = _page(found, limit, lambda item: item[0])
         items = [{"name": n, "digest": d} if kind == "tags" else {"digest": d} for n, d in found]
@@ -366,7 +366,7 @@ class ManagementAPI:
     async def list_distributions(self, request: IRequest) -> bytes:
         limit = _query_int(request, "limit")
         found = await self._manage.list_distributions(
-            _query(request, "repository"), None if limit is None else limit + 1,
+            _query(request, "repository"), limit,
             _query(request, "after"),
         )
         found, following = _page(found, limit, lambda d: d.base_path)

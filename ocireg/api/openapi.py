@@ -30,9 +30,12 @@ def _errors(*statuses: int) -> dict:
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
 
 
-def _path_param(name: str, schema: dict, description: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": schema,
-            "description": description}
+def _path_param(name: str, schema: dict, description: str, example: object = None) -> dict:
+    parameter = {"name": name, "in": "path", "required": True, "schema": schema,
+                 "description": description}
+    if example is not None:
+        parameter["example"] = example
+    return parameter
 
 
 def _query_param(name: str, schema: dict, description: str) -> dict:
@@ -41,12 +44,12 @@ def _query_param(name: str, schema: dict, description: str) -> dict:
 
 
 _NAME = _path_param("name", {"type": "string", "pattern": _NAME_PATTERN, "maxLength": 255},
-                    "repository name")
+                    "repository name", "library")
 _NUMBER = _path_param("number", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
-                      "version number")
+                      "version number", 1)
 _BASE_PATH = _path_param("base_path",
                          {"type": "string", "pattern": _NAME_PATTERN, "maxLength": 255},
-                         "distribution base path")
+                         "distribution base path", "library")
 _LIMIT = _query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
                       "page size (default 100)")
 
