@@ -153,7 +153,8 @@ def _name(path: str) -> str:
 
 
 async def repo_list(client: Client, out: Output, args) -> object:
-    query = {k: v for k, v in (("prefix", args.prefix), ("limit", args.limit)) if v}
+    query = {k: v for k, v in (("prefix", args.prefix), ("limit", args.limit),
+                               ("after", args.after)) if v}
     document = await client.call("GET", "/repositories/?" + urlencode(query))
     if not args.json:
         out.table(
@@ -309,10 +310,13 @@ def _distribution_rows(out: Output, found: list[dict]) -> None:
 
 
 async def distribution_list(client: Client, out: Output, args) -> object:
-    query = {k: v for k, v in (("repository", args.repository), ("limit", args.limit)) if v}
+    query = {k: v for k, v in (("repository", args.repository), ("limit", args.limit),
+                               ("after", args.after)) if v}
     document = await client.call("GET", "/distributions/?" + urlencode(query))
     if not args.json:
         _distribution_rows(out, document["distributions"])
+        if document["next"]:
+            out.line(f"(more: --after {document['next']})")
     return document
 
 
@@ -387,12 +391,13 @@ def parser() -> argparse.ArgumentParser:
 
     name = (("name",), {"help": "repository name"})
     number = (("number",), {"type": _number, "help": "version number"})
-    limit = (("--limit",), {"type": int})
+    limit = (("--limit",), {"type": int, "help": "page size"})
+    after = (("--after",), {"help": "the page after this name"})
 
     repo = groups.add_parser("repo", help="repositories").add_subparsers(
         dest="command", required=True, parser_class=_Parser)
     command(repo, "list", repo_list, "list repositories",
-            (("--prefix",), {"help": "names starting with this"}), limit)
+            (("--prefix",), {"help": "names starting with this"}), limit, after)
     command(repo, "show", repo_show, "show a repository", name)
     command(repo, "create", repo_create, "create a repository", name,
             (("--retain",), {"type": int, "help": "keep only the last N versions"}))
@@ -419,7 +424,7 @@ def parser() -> argparse.ArgumentParser:
         dest="command", required=True, parser_class=_Parser)
     base_path = (("base_path",), {"help": "the name pulls use"})
     command(dist, "list", distribution_list, "list distributions",
-            (("--repository",), {}), limit)
+            (("--repository",), {}), limit, after)
     command(dist, "show", distribution_show, "show a distribution", base_path)
     command(dist, "create", distribution_create, "serve a repository at a base path",
             base_path, (("repository",), {}),

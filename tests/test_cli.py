@@ -41,6 +41,16 @@ async def test_repo_list_and_show_print_tables(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_repo_list_pages_with_after(server):
+    for name in ("a/one", "a/three", "a/two"):
+        assert (await ocireg(server.url, "repo", "create", name))[0] == 0
+    code, out, _ = await ocireg(server.url, "repo", "list", "--limit", "2")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["a/one", "a/three", "(more:"]
+    code, out, _ = await ocireg(server.url, "repo", "list", "--limit", "2", "--after", "a/three")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["a/two"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_json_output_is_the_api_document(server):
     first, second = await pushed(server)
     code, out, _ = await ocireg(server.url, "--json", "version", "diff", "team/app", "1", "2")
