@@ -647,13 +647,13 @@ async def tags(
 
 
 async def repositories(txn: ITransaction, limit: int | None, last: str | None) -> list[str]:
-    """Repository names in lexical order, after `last`."""
-    sql = "SELECT name FROM repositories"
+    """The names the registry API serves (distributions' base paths), in order, after `last`."""
+    sql = "SELECT base_path FROM distributions"
     params: tuple = ()
     if last is not None:
-        sql += " WHERE name > ?"
+        sql += " WHERE base_path > ?"
         params += (last,)
-    sql += " ORDER BY name"
+    sql += " ORDER BY base_path"
     if limit is not None:
         sql += " LIMIT ?"
         params += (limit,)

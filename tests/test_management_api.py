@@ -380,3 +380,13 @@ async def test_unknown_routes_and_methods_answer_json_errors(server):
     await error(server, "PUT", "/distributions/", status=405)
     got, document = await call(server, "GET", "/openapi.json")
     assert got == 200 and document["openapi"].startswith("3.")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_catalog_lists_the_names_distributions_serve(server):
+    await two_pushes(server)
+    await ok(server, "POST", "/distributions/", {
+        "base_path": "prod/app", "repository": "team/app", "version": 2}, 201)
+    await ok(server, "DELETE", "/distributions/team/app", status=204)
+    response = await server.request("GET", "/v2/_catalog")
+    assert json.loads(await response.content())["repositories"] == ["prod/app"]
