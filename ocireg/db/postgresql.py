@@ -171,9 +171,15 @@ class _Transaction:
 
     def __init__(self, cursor: txpostgres.Cursor) -> None:
         self._cursor = cursor
+        self.begun = False
 
     async def execute(self, sql: str, params: tuple = ()) -> list[tuple]:
-        cursor = await self._cursor.execute(to_pyformat(sql), params)
+        query = to_pyformat(sql)
+        if not self.begun:
+            # BEGIN rides along with the first statement: one round trip fewer.
+            query = "BEGIN; " + query
+            self.begun = True
+        cursor = await self._cursor.execute(query, params)
         if cursor.description is None:
             return []
         return cursor.fetchall()
@@ -189,16 +195,18 @@ async def _run_transaction(
     mid-transaction; here that failure is the transaction's error instead.
     """
     cursor = connection.cursor()
-    await cursor.execute("BEGIN")
+    txn = _Transaction(cursor)
     try:
-        result = await interaction(_Transaction(cursor))
+        result = await interaction(txn)
     except BaseException as e:
-        try:
-            await cursor.execute("ROLLBACK")
-        except psycopg2.Error as rollback_error:
-            raise rollback_error from e
+        if txn.begun:
+            try:
+                await cursor.execute("ROLLBACK")
+            except psycopg2.Error as rollback_error:
+                raise rollback_error from e
         raise
-    await cursor.execute("COMMIT")
+    if txn.begun:
+        await cursor.execute("COMMIT")
     return result
 
 
