@@ -36,6 +36,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -83,6 +84,9 @@ def parse_listeners(text: str) -> tuple[Listener, ...]:
 
 def socket_family(port) -> str:
     """The family name of a listening Twisted port; ValueError for ports a child cannot adopt."""
+    if isinstance(getattr(port, "factory", None), TLSMemoryBIOFactory):
+        # A child would adopt the socket but not the TLS layer: it would speak plain HTTP.
+        raise ValueError(f"{port!r} serves TLS: workers cannot share ssl endpoints")
     sock = getattr(port, "socket", None)
     if sock is None:
         raise ValueError(f"{port!r} has no socket to share with workers")
