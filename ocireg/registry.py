@@ -58,6 +58,10 @@ class Registry:
     def _now(self) -> float:
         return self.clock.seconds()
 
+    def is_writing(self, uuid: str) -> bool:
+        """Is a request of this process writing to upload `uuid` right now?"""
+        return uuid in self._busy
+
     # Blobs
 
     async def blob_size(self, name: str, digest: str) -> tuple[Digest, int]:
@@ -264,11 +268,18 @@ class Registry:
                 lambda txn: versions.stage_manifest(txn, name, manifest, now)
             )
         else:
-            await self.metadata.transact(
-                lambda txn: _retaining(
-                    txn, name, versions.promote(txn, self.blobs, name, manifest, tag, now)
+            try:
+                await self.metadata.transact(
+                    lambda txn: _retaining(
+                        txn, name, versions.promote(txn, self.blobs, name, manifest, tag, now)
+                    )
                 )
-            )
+            except versions.BlobBytesMissing as e:
+                gone = e.digests
+                _log.error("blobs {digests} are recorded but their bytes are gone",
+                           digests=[str(d) for d in gone])
+                await self.metadata.transact(lambda txn: versions.forget_blobs(txn, gone))
+                raise
         return PushedManifest(manifest.digest, manifest.subject)
 
     async def delete_manifest(self, name: str, reference: str) -> None:

@@ -31,6 +31,29 @@ from ocireg.manifest import Descriptor, Manifest
 _BATCH = 500
 
 
+class BlobBytesMissing(RegistryError):
+    """A tag write needs blobs whose metadata exists but whose bytes are gone."""
+
+    def __init__(self, digests: list[Digest]) -> None:
+        self.digests = digests
+        super().__init__(
+            MANIFEST_BLOB_UNKNOWN,
+            f"the bytes of blob {digests[0]} are gone: push it again",
+            {"blobs": [str(d) for d in digests[:20]]},
+        )
+
+
+async def forget_blobs(txn: ITransaction, digests: list[Digest]) -> None:
+    """Drop the metadata of blobs whose bytes are gone, so HEAD stops claiming them.
+
+    A client that sees 404 uploads the blob again, which heals the store.
+    """
+    for chunk in _chunks(sorted({str(d) for d in digests})):
+        await txn.execute(
+            f"DELETE FROM blobs WHERE digest IN ({_marks(len(chunk))})", tuple(chunk)
+        )
+
+
 @attrs.frozen
 class Repository:
     id: int
@@ -539,15 +562,24 @@ async def promote(
     no version is made.
     """
     repository = await writable_repository(txn, name, now)
+    return await promote_into(txn, blob_store, repository, manifest, tag, now)
+
+
+async def promote_into(
+    txn: ITransaction,
+    blob_store: IBlobStore,
+    repository: Repository,
+    manifest: Manifest,
+    tag: str | None,
+    now: float,
+    reason: str | None = None,
+) -> Promotion:
+    """`promote` into `repository`, whose row the caller has locked."""
     await store_manifest(txn, manifest, now)
     manifests, blobs = await _closure(txn, repository, manifest)
     missing = await blob_store.missing_blobs([Digest.parse(b) for b in sorted(blobs)])
     if missing:
-        raise RegistryError(
-            MANIFEST_BLOB_UNKNOWN,
-            f"the bytes of blob {missing[0]} are gone: push it again",
-            {"blobs": [str(d) for d in missing[:20]]},
-        )
+        raise BlobBytesMissing(missing)
     add_manifests = manifests - await _current(txn, repository.id, "manifest", manifests)
     add_blobs = blobs - await _current(txn, repository.id, "blob", blobs)
     digest = str(manifest.digest)
@@ -566,7 +598,8 @@ async def promote(
     if not (add_manifests or add_blobs or moves_tag):
         return Promotion(repository.latest_version, created=False)
 
-    reason = f"push tag {tag}" if tag is not None else f"push {digest}"
+    if reason is None:
+        reason = f"push tag {tag}" if tag is not None else f"push {digest}"
     version = await _new_version(txn, repository, reason, now)
     if moves_tag:
         assert tag is not None
