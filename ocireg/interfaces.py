@@ -20,6 +20,10 @@ class ITransaction(Interface):
         """Run one statement; a Deferred firing with its rows as a list of tuples."""
 
 
+class UploadInUse(Exception):
+    """Another writer, maybe in another process, holds this upload open."""
+
+
 class IMetadataStore(Interface):
     """Where blobs', manifests', repositories' and uploads' metadata live."""
 
@@ -45,7 +49,10 @@ class IBlobStore(Interface):
         """Create an empty upload file."""
 
     def open_upload(uuid: str) -> object:
-        """A Deferred of an `IUploadFile` to append to, or None if there is no such upload."""
+        """A Deferred of an `IUploadFile` to append to, or None if there is no such upload.
+
+        It fails with `UploadInUse` while another writer holds the upload.
+        """
 
     def upload_size(uuid: str) -> object:
         """A Deferred of the number of bytes an upload holds, or None."""

@@ -26,7 +26,13 @@ from ocireg.errors import (
     SIZE_INVALID,
     RegistryError,
 )
-from ocireg.interfaces import IBlobStore, IMetadataStore, ITransaction, IUploadFile
+from ocireg.interfaces import (
+    IBlobStore,
+    IMetadataStore,
+    ITransaction,
+    IUploadFile,
+    UploadInUse,
+)
 from ocireg.manifest import Descriptor, parse_manifest
 from ocireg.names import validate_name, validate_tag
 
@@ -136,16 +142,13 @@ class Registry:
         validate_name(name)
         await self.metadata.transact(lambda txn: uploads.find_upload(txn, name, uuid))
         if uuid in self._busy:
-            size = await self.blobs.upload_size(uuid) or 0
-            raise RegistryError(
-                RANGE_INVALID,
-                "another request is writing to this upload",
-                {"uuid": uuid},
-                {"Range": upload_range(size), "Location": upload_location(name, uuid)},
-            )
+            raise await self._in_use(name, uuid)
         self._busy.add(uuid)
         try:
-            upload = await self.blobs.open_upload(uuid)
+            try:
+                upload = await self.blobs.open_upload(uuid)
+            except UploadInUse:
+                raise await self._in_use(name, uuid) from None
             if upload is None:
                 raise RegistryError(
                     BLOB_UPLOAD_UNKNOWN, f"upload {uuid!r} has no data", {"uuid": uuid}
@@ -163,6 +166,15 @@ class Registry:
             self._busy.discard(uuid)
             raise
         return upload
+
+    async def _in_use(self, name: str, uuid: str) -> RegistryError:
+        size = await self.blobs.upload_size(uuid) or 0
+        return RegistryError(
+            RANGE_INVALID,
+            "another request is writing to this upload",
+            {"uuid": uuid},
+            {"Range": upload_range(size), "Location": upload_location(name, uuid)},
+        )
 
     async def new_upload_for_body(self, name: str) -> tuple[str, IUploadFile]:
         """A new upload session, open for appending, for a monolithic POST."""

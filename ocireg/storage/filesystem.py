@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import os
 from typing import BinaryIO
 
@@ -21,7 +22,7 @@ from zope.interface import implementer
 
 from ocireg.digest import Digest, Hasher, new_hasher
 from ocireg.errors import RegistryError
-from ocireg.interfaces import IBlobStore, IUploadFile
+from ocireg.interfaces import IBlobStore, IUploadFile, UploadInUse
 
 #: The most bytes one write job hashes and writes at once.
 _WRITE_BATCH = 4 * 1024 * 1024
@@ -89,6 +90,14 @@ class FilesystemBlobStore:
                 f = open(self._upload_path(uuid), "r+b")
             except FileNotFoundError:
                 return None
+            try:
+                # Held until the writer closes: another process of this
+                # registry (--workers, or a second host on shared storage)
+                # cannot append to the same upload meanwhile.
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                raise UploadInUse(uuid) from None
             size = os.fstat(f.fileno()).st_size
             if remembered is not None and remembered[0] == size:
                 hasher = remembered[1]
