@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from ocireg.auth.permissions import Rule, RuleError
+
 
 class ConfigError(Exception):
     """A setting is missing, unknown or has a bad value; the message names it."""
@@ -74,6 +76,56 @@ def _whole_number(name: str, minimum: int):
     return check
 
 
+def _flag(name: str):
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting {name!r} must be true or false")
+
+    return check
+
+
+def _text(name: str):
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if not isinstance(value, str):
+            raise ConfigError(f"setting {name!r} must be a string")
+
+    return check
+
+
+def _rules(value: object) -> tuple[Rule, ...]:
+    if isinstance(value, tuple) and all(isinstance(r, Rule) for r in value):
+        return value
+    if not isinstance(value, list | tuple):
+        raise ConfigError("setting 'auth_rules' must be a list of tables ([[auth_rules]])")
+    try:
+        return tuple(
+            Rule.from_table(table, f"auth_rules[{i}]") for i, table in enumerate(value)
+        )
+    except RuleError as e:
+        raise ConfigError(f"setting {e}") from None
+
+
+def _groups(value: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if isinstance(value, list | tuple) and all(
+        isinstance(pair, list | tuple) and len(pair) == 2 for pair in value
+    ):
+        # As attrs.asdict gives it (a worker's settings): pairs of name and members.
+        value = {name: list(members) for name, members in value}
+    if not isinstance(value, dict) or not all(
+        isinstance(members, list) and all(isinstance(m, str) for m in members)
+        for members in value.values()
+    ):
+        raise ConfigError(
+            "setting 'auth_groups' must be a table of group names to lists of users"
+        )
+    return tuple(sorted((name, tuple(members)) for name, members in value.items()))
+
+
+#: First path segments the token endpoint cannot take: other apps serve them.
+_TAKEN_PATHS = ("v2", "api", "healthz", "readyz", "metrics")
+TOKEN_ALGORITHMS = ("ES256", "RS256")
+
+
 #: twisted.logger's level names, least severe first.
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 LOG_FORMATS = ("text", "json")
@@ -105,6 +157,55 @@ class Config:
     metrics_repositories: int = attrs.field(
         default=100, validator=_whole_number("metrics_repositories", 1)
     )
+    #: Seconds between housekeeping runs (staging expiry, upload purging,
+    #: garbage collection); 0 turns the timer off (collect on demand only).
+    gc_interval: float = attrs.field(default=3600, validator=_seconds("gc_interval"))
+    #: Content younger than this many seconds is never collected.
+    gc_grace_period: float = attrs.field(default=3600, validator=_seconds("gc_grace_period"))
+    #: Seconds staged content waits for a tag before it is promoted or discarded.
+    staging_ttl: float = attrs.field(default=86400, validator=_seconds("staging_ttl"))
+    #: Seconds an upload may sit unwritten before it is cancelled and its bytes removed.
+    upload_ttl: float = attrs.field(default=86400, validator=_seconds("upload_ttl"))
+    #: An htpasswd file of bcrypt hashes; empty (and no auth_trusted_keys): everything open.
+    auth_htpasswd: str = attrs.field(default="", validator=_text("auth_htpasswd"))
+    #: Permission rules ([[auth_rules]] tables); reloadable.
+    auth_rules: tuple[Rule, ...] = attrs.field(default=(), converter=_rules)
+    #: Groups the rules can name: group -> users; reloadable.
+    auth_groups: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(
+        default=(), converter=_groups
+    )
+    #: Every user may pull and push repositories under `<user>/`; reloadable.
+    auth_own_namespace: bool = attrs.field(default=True, validator=_flag("auth_own_namespace"))
+    #: The registry API accepts Basic credentials, not only tokens.
+    auth_basic: bool = attrs.field(default=True, validator=_flag("auth_basic"))
+    #: Serve a token endpoint and challenge with Bearer; false: challenge with Basic.
+    auth_token_service: bool = attrs.field(default=True, validator=_flag("auth_token_service"))
+    #: Where the token endpoint is served.
+    auth_token_path: str = attrs.field(default="/token", validator=_text("auth_token_path"))
+    #: PEM private key signing tokens; empty: generated into data_dir on the first start.
+    auth_token_key: str = attrs.field(default="", validator=_text("auth_token_key"))
+    #: The algorithm of a generated key: ES256 or RS256.
+    auth_token_algorithm: str = attrs.field(
+        default="ES256", validator=_one_of("auth_token_algorithm", TOKEN_ALGORITHMS)
+    )
+    #: Seconds a token is valid.
+    auth_token_ttl: int = attrs.field(default=300, validator=_whole_number("auth_token_ttl", 10))
+    #: The service name of the challenge and the tokens' audience.
+    auth_service: str = attrs.field(default="ocireg", validator=_text("auth_service"))
+    #: The issuer (`iss`) of ocireg's tokens.
+    auth_issuer: str = attrs.field(default="ocireg", validator=_text("auth_issuer"))
+    #: The token endpoint URL clients are sent to; empty: this server's auth_token_path.
+    auth_realm: str = attrs.field(default="", validator=_text("auth_realm"))
+    #: An external issuer whose tokens are trusted (their `iss`).
+    auth_trusted_issuer: str = attrs.field(default="", validator=_text("auth_trusted_issuer"))
+    #: Its public key: a PEM key or certificate, or a JWKS file.
+    auth_trusted_keys: str = attrs.field(default="", validator=_text("auth_trusted_keys"))
+    #: Failed logins per user, and per client address, within auth_login_window...
+    auth_login_attempts: int = attrs.field(
+        default=5, validator=_whole_number("auth_login_attempts", 1)
+    )
+    #: ...seconds, after which further logins are refused until the window moves on.
+    auth_login_window: float = attrs.field(default=60, validator=_seconds("auth_login_window"))
 
     def __attrs_post_init__(self) -> None:
         if self.workers > 1 and not self.database:
@@ -112,6 +213,36 @@ class Config:
                 f"workers = {self.workers} needs a PostgreSQL database: the embedded SQLite "
                 "store serves one process"
             )
+        self._check_auth()
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Is authentication configured? Without it every request is allowed, as before."""
+        return bool(self.auth_htpasswd or self.auth_trusted_keys)
+
+    def _check_auth(self) -> None:
+        if bool(self.auth_trusted_issuer) != bool(self.auth_trusted_keys):
+            raise ConfigError(
+                "settings 'auth_trusted_issuer' and 'auth_trusted_keys' go together: an "
+                "external issuer's name and the file of its public keys"
+            )
+        path = self.auth_token_path
+        if not path.startswith("/") or path == "/" or path.split("/")[1] in _TAKEN_PATHS:
+            raise ConfigError(
+                f"setting 'auth_token_path' must be a path such as /token outside "
+                f"/{', /'.join(_TAKEN_PATHS)}, not {path[:60]!r}"
+            )
+        if not self.auth_enabled:
+            return
+        if not (self.auth_token_service or self.auth_basic or self.auth_realm):
+            raise ConfigError(
+                "with auth_token_service = false, auth_basic = false and no auth_realm, "
+                "clients would have no way to log in"
+            )
+        if self.auth_trusted_keys and not self.auth_htpasswd and not (
+            self.auth_realm or self.auth_token_service
+        ):
+            raise ConfigError("trusting an external issuer needs auth_realm: its token URL")
 
     @property
     def sqlite_path(self) -> str:
@@ -150,6 +281,11 @@ class Config:
 
 #: Settings whose values are credentials, or may hold them.
 _SECRET_WORDS = ("password", "secret", "token", "key")
+#: Settings whose names have such a word but whose values are no secret (paths, names).
+_NOT_SECRET = frozenset({
+    "auth_token_service", "auth_token_path", "auth_token_key", "auth_token_algorithm",
+    "auth_token_ttl", "auth_trusted_keys",
+})
 
 
 def masked(config: Config) -> dict[str, object]:
@@ -157,14 +293,23 @@ def masked(config: Config) -> dict[str, object]:
     shown: dict[str, object] = {}
     for attribute in attrs.fields(Config):
         value = getattr(config, attribute.name)
-        if any(word in attribute.name for word in _SECRET_WORDS) and value:
+        secret = attribute.name not in _NOT_SECRET
+        if secret and any(word in attribute.name for word in _SECRET_WORDS) and value:
             value = "********"
         elif isinstance(value, str):
             value = _mask_url_password(value)
         elif isinstance(value, tuple):
-            value = [_mask_url_password(v) if isinstance(v, str) else v for v in value]
+            value = [_shown(v) for v in value]
         shown[attribute.name] = value
     return shown
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, Rule):
+        return value.to_table()
+    if isinstance(value, tuple):
+        return [_shown(v) for v in value]
+    return _mask_url_password(value) if isinstance(value, str) else value
 
 
 def _mask_url_password(value: str) -> str:

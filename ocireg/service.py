@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
@@ -16,15 +16,20 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
+from ocireg.api.auth import AdminOnly, RequestAccess, TokenAPI
 from ocireg.api.health import HealthAPI
 from ocireg.api.management import ManagementAPI
 from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
 from ocireg.api.site import RegistrySite
+from ocireg.auth.authoriser import OpenAuthoriser
+from ocireg.auth.setup import AuthSetup, open_auth
+from ocireg.cache import ReadCache
 from ocireg.config import Config, ConfigError
 from ocireg.db.postgresql import PostgreSQLMetadataStore
 from ocireg.db.sqlite import SQLiteMetadataStore
+from ocireg.housekeeping import Housekeeping, HousekeepingService
 from ocireg.interfaces import IMetadataStore
 from ocireg.metrics import MeasuredMetadataStore, RegistryMetrics
 from ocireg.registry import Registry
@@ -40,13 +45,31 @@ def build_site(
     extra: Mapping[bytes, IResource] | None = None,
     observers: Iterable[RequestObserver] = (),
     reactor=None,
+    access: RequestAccess | None = None,
+    token_path: str = "/token",
 ) -> RegistrySite:
     """The web site: `/v2/` for the registry API, `/api/v1/` for management.
 
     `extra` maps further first path segments (`healthz`, `metrics`) to their apps.
+    With `access` authenticating, the management API is for admins only, and
+    the token endpoint is served at `token_path` when ocireg issues tokens.
     """
-    root = _Root(RegistryAPI(registry).resource(), ManagementAPI(registry).resource(), extra)
-    return RegistrySite(root, registry, observers, reactor=reactor)
+    access = access or RequestAccess(OpenAuthoriser())
+    extra = dict(extra or {})
+    management = ManagementAPI(registry).resource()
+    if access.enabled:
+        management = AdminOnly(management, access)
+        if access.authoriser.issues_tokens:
+            token_api = TokenAPI(access, token_path, reactor or _default_reactor())
+            extra[token_path.split("/")[1].encode()] = token_api.resource()
+    root = _Root(RegistryAPI(registry, access).resource(), management, extra)
+    return RegistrySite(root, registry, observers, access=access, reactor=reactor)
+
+
+def _default_reactor():
+    from twisted.internet import reactor
+
+    return reactor
 
 
 class _Root(Resource):
@@ -126,16 +149,20 @@ async def open_registry(config: Config, reactor) -> tuple[Registry, ThreadPool]:
     try:
         blobs = FilesystemBlobStore(config.data_dir, reactor, blob_pool)
         metadata: IMetadataStore
+        cache = None
         if config.database:
             metadata = await PostgreSQLMetadataStore.open(
                 config.database, reactor, size=config.database_connections
             )
         else:
             metadata = await SQLiteMetadataStore.open(config.sqlite_path, reactor)
+            # One process, and the store reports each change it commits: see ocireg.cache.
+            cache = ReadCache()
+            metadata.on_change(cache.invalidate)
     except BaseException:
         blob_pool.stop()
         raise
-    return Registry(metadata, blobs, reactor), blob_pool
+    return Registry(metadata, blobs, reactor, cache=cache), blob_pool
 
 
 class RegistryService(MultiService):
@@ -160,9 +187,12 @@ class RegistryService(MultiService):
         #: Sockets inherited from a parent ocireg: set in a worker process only.
         self._listeners = listeners
         self._workers: WorkerPool | None = None
+        self.housekeeping: Housekeeping | None = None
+        self._housekeeping_timer: HousekeepingService | None = None
         self._ports: list = []
         self._registry: Registry | None = None
         self._blob_pool: ThreadPool | None = None
+        self._auth: AuthSetup | None = None
         self.ready: Deferred = Deferred()
 
     def startService(self) -> None:
@@ -175,6 +205,13 @@ class RegistryService(MultiService):
         self._registry.metadata = MeasuredMetadataStore(
             self._registry.metadata, self.metrics, self._reactor
         )
+        self.housekeeping = Housekeeping.of(
+            self._registry,
+            self._reactor,
+            self._config.gc_grace_period,
+            self._config.staging_ttl,
+            self._config.upload_ttl,
+        )
         admin = _admin_resources(
             self._registry, self.metrics, self._blob_pool, self._config, self._reactor,
             lambda: self._stopping,
@@ -182,8 +219,10 @@ class RegistryService(MultiService):
         on_main = dict(admin)
         if self._config.admin_listen:
             del on_main[b"metrics"]
+        self._auth = await open_auth(self._config, self._reactor)
         site = self._site = build_site(
-            self._registry, on_main, (RequestLog(), self.metrics), self._reactor
+            self._registry, on_main, (RequestLog(), self.metrics), self._reactor,
+            RequestAccess(self._auth.authoriser), self._config.auth_token_path,
         )
         if self._listeners:
             for listener in self._listeners:
@@ -202,6 +241,11 @@ class RegistryService(MultiService):
                 self._admin_ports.append(port)
                 _log.info("ocireg serves /healthz, /readyz and /metrics on {address}",
                           address=port.getHost())
+            # Housekeeping runs in this process only, never in workers.
+            self._housekeeping_timer = HousekeepingService(
+                self.housekeeping, self._config.gc_interval, self._reactor
+            )
+            self._housekeeping_timer.startService()
             if self._config.workers > 1:
                 self._workers = WorkerPool(
                     self._reactor, self._config, self._ports, self._config.workers
@@ -237,10 +281,28 @@ class RegistryService(MultiService):
         self._admin_ports = []
         if self._workers is not None:
             await self._workers.stopService()
+        if self._housekeeping_timer is not None:
+            await self._housekeeping_timer.stopService()
         if self._registry is not None:
             await self._registry.metadata.close()
         if self._blob_pool is not None:
             self._blob_pool.stop()
+        if self._auth is not None:
+            self._auth.stop()
+
+    def reload_hooks(self) -> dict[str, Callable[[object, object], str]]:
+        """Setting -> hook(old, new) for the settings this service applies on a reload."""
+
+        def later(setting: str) -> Callable[[object, object], str]:
+            # The authoriser exists once the service has started.
+            def hook(old: object, new: object) -> str:
+                if self._auth is None:
+                    raise ValueError("the registry has not started yet")
+                return self._auth.reload_hooks()[setting](old, new)
+
+            return hook
+
+        return {setting: later(setting) for setting in AuthSetup(OpenAuthoriser()).reload_hooks()}
 
     def stopService(self) -> Deferred:
         super().stopService()
