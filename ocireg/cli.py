@@ -374,6 +374,47 @@ def _number(text: str) -> int:
     return int(text)
 
 
+def _collection_row(run: dict) -> list[object]:
+    return [_when(run["started"]), "dry run" if run["dry_run"] else "collected",
+            run["manifests"], run["blobs"], _size(run["bytes"]), run["stray_files"],
+            f"{run['duration']:.2f}s"]
+
+
+_COLLECTION_HEADERS = ("STARTED", "KIND", "MANIFESTS", "BLOBS", "FREED", "STRAY", "TOOK")
+
+
+async def gc(client: Client, out: Output, args) -> object:
+    run = await client.call("POST", "/gc", {"dry_run": args.dry_run})
+    if not args.json:
+        would = "would remove" if run["dry_run"] else "removed"
+        out.line(f"{would} {run['manifests']} manifests and {run['blobs']} blobs, "
+                 f"{_size(run['bytes'])}; {run['stray_files']} stray files")
+    return run
+
+
+async def gc_history(client: Client, out: Output, args) -> object:
+    found = await client.call("GET", "/gc")
+    if not args.json:
+        out.table(_COLLECTION_HEADERS, [_collection_row(r) for r in found["runs"]])
+    return found
+
+
+async def scrub(client: Client, out: Output, args) -> object:
+    report = await client.call("POST", "/scrub")
+    if not args.json:
+        out.line(f"{report['checked']} blobs checked: {len(report['missing'])} missing, "
+                 f"{len(report['corrupt'])} corrupt (moved aside)")
+        for digest in report["missing"]:
+            out.line(f"missing  {digest}")
+        for digest in report["corrupt"]:
+            out.line(f"corrupt  {digest}")
+    if not report["healthy"]:
+        if args.json:
+            out.line(json.dumps(report, indent=2, sort_keys=True))
+        raise CommandError("the blob store has missing or corrupt blobs", EXIT_CONFLICT)
+    return report
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="ocireg", description="Manage an ocireg registry's repositories, "
                   "versions and distributions.")
@@ -432,6 +473,11 @@ def parser() -> argparse.ArgumentParser:
     command(dist, "pin", distribution_pin, "serve version N only", base_path, number)
     command(dist, "unpin", distribution_unpin, "serve the latest version", base_path)
     command(dist, "delete", distribution_delete, "stop serving a base path", base_path)
+
+    command(groups, "gc", gc, "collect garbage now",
+            (("--dry-run",), {"action": "store_true", "help": "only report what would go"}))
+    command(groups, "gc-history", gc_history, "recent garbage collections")
+    command(groups, "scrub", scrub, "verify every blob's bytes (exit 4 if any is bad)")
     return top
 
 

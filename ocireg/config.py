@@ -126,6 +126,10 @@ _TAKEN_PATHS = ("v2", "api", "healthz", "readyz", "metrics")
 TOKEN_ALGORITHMS = ("ES256", "RS256")
 
 
+DEFAULT_GRACE_PERIOD = 3600.0
+DEFAULT_STAGING_TTL = 86400.0
+DEFAULT_UPLOAD_TTL = 86400.0
+
 #: twisted.logger's level names, least severe first.
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 LOG_FORMATS = ("text", "json")
@@ -161,11 +165,13 @@ class Config:
     #: garbage collection); 0 turns the timer off (collect on demand only).
     gc_interval: float = attrs.field(default=3600, validator=_seconds("gc_interval"))
     #: Content younger than this many seconds is never collected.
-    gc_grace_period: float = attrs.field(default=3600, validator=_seconds("gc_grace_period"))
+    gc_grace_period: float = attrs.field(
+        default=DEFAULT_GRACE_PERIOD, validator=_seconds("gc_grace_period")
+    )
     #: Seconds staged content waits for a tag before it is promoted or discarded.
-    staging_ttl: float = attrs.field(default=86400, validator=_seconds("staging_ttl"))
+    staging_ttl: float = attrs.field(default=DEFAULT_STAGING_TTL, validator=_seconds("staging_ttl"))
     #: Seconds an upload may sit unwritten before it is cancelled and its bytes removed.
-    upload_ttl: float = attrs.field(default=86400, validator=_seconds("upload_ttl"))
+    upload_ttl: float = attrs.field(default=DEFAULT_UPLOAD_TTL, validator=_seconds("upload_ttl"))
     #: An htpasswd file of bcrypt hashes; empty (and no auth_trusted_keys): everything open.
     auth_htpasswd: str = attrs.field(default="", validator=_text("auth_htpasswd"))
     #: Permission rules ([[auth_rules]] tables); reloadable.

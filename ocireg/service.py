@@ -47,6 +47,7 @@ def build_site(
     reactor=None,
     access: RequestAccess | None = None,
     token_path: str = "/token",
+    housekeeping: Housekeeping | None = None,
 ) -> RegistrySite:
     """The web site: `/v2/` for the registry API, `/api/v1/` for management.
 
@@ -56,7 +57,7 @@ def build_site(
     """
     access = access or RequestAccess(OpenAuthoriser())
     extra = dict(extra or {})
-    management = ManagementAPI(registry).resource()
+    management = ManagementAPI(registry, housekeeping).resource()
     if access.enabled:
         management = AdminOnly(management, access)
         if access.authoriser.issues_tokens:
@@ -223,6 +224,7 @@ class RegistryService(MultiService):
         site = self._site = build_site(
             self._registry, on_main, (RequestLog(), self.metrics), self._reactor,
             RequestAccess(self._auth.authoriser), self._config.auth_token_path,
+            self.housekeeping,
         )
         if self._listeners:
             for listener in self._listeners:

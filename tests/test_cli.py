@@ -8,6 +8,7 @@ import json
 import pytest_twisted
 
 from ocireg import cli
+from ocireg.digest import Digest
 from tests.api_helpers import make_image, push_image
 from tests.support import free_port
 
@@ -106,3 +107,26 @@ async def test_an_unreachable_registry_is_its_own_exit_code():
     code, out, err = await ocireg(f"http://127.0.0.1:{free_port()}", "repo", "list")
     assert code == cli.EXIT_UNREACHABLE
     assert err.startswith("ocireg: cannot reach http://127.0.0.1:") and err.count("\n") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_gc_dry_run_then_history(server):
+    code, out, err = await ocireg(server.url, "gc", "--dry-run")
+    assert (code, err) == (0, "")
+    assert out.startswith("would remove 0 manifests and 0 blobs")
+    code, out, _ = await ocireg(server.url, "gc-history")
+    assert code == 0
+    assert out.splitlines()[1].split()[2:4] == ["dry", "run"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_scrub_exits_4_and_names_a_missing_blob(server):
+    first, _ = await pushed(server)
+    layer = first.document["layers"][0]["digest"]
+    await server.registry.blobs.delete_blob(Digest.parse(layer))
+
+    code, out, err = await ocireg(server.url, "scrub")
+
+    assert code == cli.EXIT_CONFLICT
+    assert f"missing  {layer}" in out
+    assert err == "ocireg: the blob store has missing or corrupt blobs\n"

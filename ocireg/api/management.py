@@ -18,6 +18,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ocireg.api.openapi import document as openapi_document
 from ocireg.api.streaming import BufferedBody
+from ocireg.config import DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
 from ocireg.distributions import Distribution
 from ocireg.errors import (
     INVALID,
@@ -27,6 +28,7 @@ from ocireg.errors import (
     RegistryError,
 )
 from ocireg.history import Change, Diff, VersionSummary
+from ocireg.housekeeping import Housekeeping
 from ocireg.management import Management
 from ocireg.registry import Registry
 from ocireg.repositories import RepositoryInfo
@@ -191,9 +193,12 @@ class ManagementAPI:
 
     app = Klein()
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, housekeeping: Housekeeping | None = None) -> None:
         self._registry = registry
         self._manage = Management(registry.metadata, registry.blobs, registry.clock)
+        self._housekeeping = housekeeping or Housekeeping.of(
+            registry, registry.clock, DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
+        )
 
     def resource(self):
         return self.app.resource()
@@ -359,6 +364,24 @@ class ManagementAPI:
     async def discard_staging(self, request: IRequest, name: str) -> bytes:
         discarded = await self._manage.discard_staging(name)
         return _json(request, {"repository": name, "discarded": discarded})
+
+    # Garbage collection and scrub
+
+    @app.route("/api/v1/gc", methods=["POST"])
+    async def collect(self, request: IRequest) -> bytes:
+        dry_run = _field(_body(request), "dry_run", bool, nullable=False, default=False)
+        report = await self._housekeeping.collector.collect(dry_run=bool(dry_run))
+        return _json(request, report.to_json())
+
+    @app.route("/api/v1/gc", methods=["GET"])
+    def collections(self, request: IRequest) -> bytes:
+        reports = self._housekeeping.collector.reports
+        return _json(request, {"runs": [r.to_json() for r in reversed(reports)]})
+
+    @app.route("/api/v1/scrub", methods=["POST"])
+    async def scrub(self, request: IRequest) -> bytes:
+        report = await self._housekeeping.scrubber.scrub()
+        return _json(request, report.to_json())
 
     # Distributions
 

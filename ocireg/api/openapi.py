@@ -59,6 +59,31 @@ def _body(schema: dict) -> dict:
 
 
 _SCHEMAS: dict = {
+    "Collection": {
+        "type": "object",
+        "required": ["started", "duration", "dry_run", "manifests", "blobs", "bytes",
+                     "stray_files"],
+        "properties": {
+            "started": _TIME,
+            "duration": {"type": "number", "description": "seconds"},
+            "dry_run": {"type": "boolean"},
+            "manifests": {"type": "integer", "description": "manifests removed"},
+            "blobs": {"type": "integer", "description": "blobs removed"},
+            "bytes": {"type": "integer", "description": "bytes freed"},
+            "stray_files": {"type": "integer",
+                            "description": "blob files without metadata removed"},
+        },
+    },
+    "Scrub": {
+        "type": "object",
+        "required": ["checked", "missing", "corrupt", "healthy"],
+        "properties": {
+            "checked": {"type": "integer"},
+            "missing": {"type": "array", "items": _DIGEST},
+            "corrupt": {"type": "array", "items": _DIGEST},
+            "healthy": {"type": "boolean"},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -445,6 +470,34 @@ def _ops() -> dict:
                     }, "how many items were discarded"),
                     **_errors(400, 404),
                 },
+            },
+        },
+        "/api/v1/gc": {
+            "get": {
+                "summary": "the outcomes of recent garbage collections, newest first",
+                "operationId": "listCollections",
+                "responses": {"200": _json({
+                    "type": "object",
+                    "required": ["runs"],
+                    "properties": {"runs": {"type": "array", "items": _ref("Collection")}},
+                }, "recent collections")},
+            },
+            "post": {
+                "summary": "collect garbage now (dry_run: only report what would go)",
+                "operationId": "collect",
+                "requestBody": {**_body({
+                    "type": "object",
+                    "properties": {"dry_run": {"type": "boolean"}},
+                }), "required": False},
+                "responses": {"200": _json(_ref("Collection"), "what was (or would be) removed"),
+                              **_errors(400, 413)},
+            },
+        },
+        "/api/v1/scrub": {
+            "post": {
+                "summary": "verify every blob's bytes; corrupt ones are moved aside",
+                "operationId": "scrub",
+                "responses": {"200": _json(_ref("Scrub"), "what is wrong, if anything")},
             },
         },
         "/api/v1/distributions/": {
