@@ -15,6 +15,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ocireg import history
 from ocireg.digest import Digest
 from ocireg.errors import RegistryError
 from ocireg.interfaces import IBlobStore, IMetadataStore, ITransaction
@@ -104,6 +105,8 @@ async def settle_staging(
         "DELETE FROM staged_content WHERE repository_id = ? AND created < ? RETURNING digest",
         (repository_id, before),
     )
+    if promoted:
+        await history.retain(txn, repository.name)
     return promoted, len(discarded)
 
 
