@@ -140,11 +140,18 @@ class Expiry:
     upload_ttl: float
     #: Is an upload being written to by this process right now?
     writing: Callable[[str], bool]
+    #: Since start: staged manifests promoted, staged items discarded, uploads purged.
+    promoted: int = 0
+    discarded: int = 0
+    purged: int = 0
 
     async def run(self) -> ExpiryReport:
         now = self.clock.seconds()
         promoted, discarded = await self._settle_staging(now)
         uploads = await self._purge_uploads(now)
+        self.promoted += promoted
+        self.discarded += discarded
+        self.purged += uploads
         if promoted or discarded or uploads:
             _log.info(
                 "expiry: {promoted} staged manifests promoted, {discarded} staged items "

@@ -110,6 +110,10 @@ class GarbageCollector:
     #: How many recent reports to keep for the management API.
     keep_reports: int = 20
     reports: list[CollectionReport] = attrs.field(factory=list)
+    #: Since start: collections run (dry runs too), items removed, bytes freed.
+    runs: int = 0
+    removed: int = 0
+    freed: int = 0
     _lock: DeferredLock = attrs.field(factory=DeferredLock)
 
     async def collect(self, dry_run: bool = False) -> CollectionReport:
@@ -120,6 +124,10 @@ class GarbageCollector:
             self._lock.release()
         self.reports.append(report)
         del self.reports[: -self.keep_reports]
+        self.runs += 1
+        if not dry_run:
+            self.removed += report.manifests + report.blobs + report.stray_files
+            self.freed += report.bytes
         _log.info(
             "garbage collection{dry}: {manifests} manifests, {blobs} blobs, {bytes} bytes"
             "{would}removed, {stray} stray files, in {duration:.2f} s",

@@ -213,6 +213,7 @@ class RegistryService(MultiService):
             self._config.staging_ttl,
             self._config.upload_ttl,
         )
+        self.metrics.add_collector(self.housekeeping.figures)
         admin = _admin_resources(
             self._registry, self.metrics, self._blob_pool, self._config, self._reactor,
             lambda: self._stopping,

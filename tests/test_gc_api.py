@@ -40,3 +40,15 @@ async def test_scrub_reports_a_blob_whose_bytes_are_gone(server):
     report = await response.json()
     assert report["missing"] == [digest]
     assert report["healthy"] is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_count_collections_and_what_they_freed(server):
+    await server.request("POST", "/api/v1/gc", json={"dry_run": True})
+    await server.request("POST", "/api/v1/gc")
+
+    text = (await (await server.request("GET", "/metrics")).content()).decode()
+
+    assert "ocireg_gc_runs 2.0" in text
+    assert "ocireg_gc_freed_bytes 0.0" in text
+    assert "ocireg_uploads_purged 0.0" in text
