@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ocireg import history, uploads, versions
+from ocireg.cache import ReadCache
 from ocireg.digest import Digest, is_digest
 from ocireg.errors import (
     BLOB_UNKNOWN,
@@ -60,6 +61,9 @@ class Registry:
     clock: IReactorTime
     #: Uploads this process is writing to right now; a second writer is refused.
     _busy: set[str] = attrs.field(factory=set)
+    #: Answers of manifest and blob lookups, dropped whenever `metadata` changes;
+    #: None when the store cannot tell this process of every change (see ocireg.cache).
+    cache: ReadCache | None = None
 
     def _now(self) -> float:
         return self.clock.seconds()
@@ -71,9 +75,19 @@ class Registry:
     # Blobs
 
     async def blob_size(self, name: str, digest: str) -> tuple[Digest, int]:
+        key = ("blob", name, digest)
+        cache = self.cache
+        if cache is not None:
+            # Only what passed validation and was found is ever remembered.
+            found = cache.get(key)
+            if found is not None:
+                return found
+            generation = cache.generation
         validate_name(name)
         parsed = Digest.parse(digest)
         size = await self.metadata.transact(lambda txn: versions.blob_size(txn, name, parsed))
+        if cache is not None:
+            cache.put(key, (parsed, size), 200, generation)
         return parsed, size
 
     async def open_blob(self, name: str, digest: str):
@@ -244,11 +258,21 @@ class Registry:
     # Manifests
 
     async def get_manifest(self, name: str, reference: str) -> versions.StoredManifest:
+        key = ("manifest", name, reference)
+        cache = self.cache
+        if cache is not None:
+            found = cache.get(key)
+            if found is not None:
+                return found
+            generation = cache.generation
         validate_name(name)
         _validate_reference(reference)
-        return await self.metadata.transact(
+        manifest = await self.metadata.transact(
             lambda txn: versions.get_manifest(txn, name, reference)
         )
+        if cache is not None:
+            cache.put(key, manifest, len(manifest.body) + 200, generation)
+        return manifest
 
     async def put_manifest(
         self, name: str, reference: str, body: bytes, content_type: str
