@@ -18,6 +18,9 @@ setup(
         "txpostgres>=1.7",
         "psycopg2-binary>=2.9",
         "prometheus-client>=0.17",
+        # Authentication: htpasswd bcrypt hashes, and the registry's signed tokens.
+        "bcrypt>=4.0",
+        "PyJWT[crypto]>=2.8",
     ],
     extras_require={
         "test": [

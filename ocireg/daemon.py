@@ -51,6 +51,8 @@ class Daemon(MultiService):
         self._previous_sighup: object = None
         service.setServiceParent(self)
         reloader.register("log_level", self._apply_log_level)
+        for setting, hook in service.reload_hooks().items():
+            reloader.register(setting, hook)
 
     def setServiceParent(self, parent) -> None:
         # twistd asks the application for its log observer after makeService

@@ -111,12 +111,12 @@ class Registry:
 
     # Uploads
 
-    async def start_upload(self, name: str) -> str:
-        """Open a new upload session for repository `name`; its uuid."""
+    async def start_upload(self, name: str, uuid: str | None = None) -> str:
+        """Open a new upload session for repository `name`; its uuid (`uuid` if given)."""
         validate_name(name)
         # A pinned distribution refuses the push before the client sends a byte.
         await self.metadata.transact(lambda txn: versions.check_writable(txn, name))
-        uuid = str(uuidlib.uuid4())
+        uuid = uuid or str(uuidlib.uuid4())
         await self.blobs.create_upload(uuid)
         now = self._now()
         await self.metadata.transact(lambda txn: uploads.create_upload(txn, uuid, name, now))
@@ -190,9 +190,11 @@ class Registry:
             {"Range": upload_range(size), "Location": upload_location(name, uuid)},
         )
 
-    async def new_upload_for_body(self, name: str) -> tuple[str, IUploadFile]:
+    async def new_upload_for_body(
+        self, name: str, uuid: str | None = None
+    ) -> tuple[str, IUploadFile]:
         """A new upload session, open for appending, for a monolithic POST."""
-        uuid = await self.start_upload(name)
+        uuid = await self.start_upload(name, uuid)
         return uuid, await self.open_upload(name, uuid, 0, None)
 
     async def release_upload(self, uuid: str, upload: IUploadFile) -> int:

@@ -10,8 +10,11 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from ocireg.api.auth import RequestAccess
 from ocireg.api.download import FileProducer, parse_range
 from ocireg.api.streaming import BufferedBody, RefusedBody, UploadBody
+from ocireg.auth.authoriser import OpenAuthoriser
+from ocireg.auth.permissions import DELETE, PULL, PUSH
 from ocireg.errors import (
     BLOB_UPLOAD_INVALID,
     MANIFEST_UNKNOWN,
@@ -95,8 +98,10 @@ class RegistryAPI:
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, access: RequestAccess | None = None) -> None:
         self._registry = registry
+        #: Who may do what; with auth off, everyone everything.
+        self._access = access or RequestAccess(OpenAuthoriser())
 
     def resource(self):
         return self.app.resource()
@@ -127,13 +132,16 @@ class RegistryAPI:
     # Base
 
     @app.route("/v2/", methods=["GET", "HEAD"])
-    def base(self, request: IRequest) -> bytes:
+    async def base(self, request: IRequest) -> bytes:
+        # With auth on, the 401 here is how clients learn where to log in.
+        await self._access.require_login(request)
         return _json(request, {})
 
     # Blobs
 
     @app.route("/v2/<path:name>/blobs/<digest>", methods=["GET", "HEAD"])
     async def get_blob(self, request: IRequest, name: str, digest: str) -> bytes | None:
+        await self._access.require(request, name, PULL)
         if request.method == b"HEAD":
             parsed, size = await self._registry.blob_size(name, digest)
             _set_headers(request, {
@@ -167,6 +175,7 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/blobs/<digest>", methods=["DELETE"])
     async def delete_blob(self, request: IRequest, name: str, digest: str) -> bytes:
+        await self._access.require(request, name, DELETE)
         await self._registry.delete_blob(name, digest)
         request.setResponseCode(202)
         request.setHeader("Content-Length", "0")
@@ -176,9 +185,13 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/blobs/uploads/", methods=["POST"])
     async def start_upload(self, request: IRequest, name: str) -> bytes:
+        await self._access.require(request, name, PUSH)
         body = request.content
         mount, source = _arg(request, "mount"), _arg(request, "from")
-        if mount is not None and source is not None:
+        # Without pull on the source the mount is a normal upload: never a way to its blobs.
+        if mount is not None and source is not None and await self._access.may(
+            request, source, PULL
+        ):
             mounted = await self._registry.mount(name, source, mount)
             if mounted is not None:
                 return self._blob_created(request, name, mounted[0])
@@ -188,7 +201,7 @@ class RegistryAPI:
             uuid, upload = await body.result()
             parsed, _ = await self._registry.complete_upload(name, uuid, digest, upload)
             return self._blob_created(request, name, parsed)
-        uuid = await self._registry.start_upload(name)
+        uuid = await self._registry.start_upload(name, await self._access.new_upload_id(request))
         return self._upload_progress(request, name, uuid, 0)
 
     def _blob_created(self, request: IRequest, name: str, digest) -> bytes:
@@ -213,6 +226,7 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["GET"])
     async def upload_status(self, request: IRequest, name: str, uuid: str) -> bytes:
+        await self._access.require_upload(request, name, uuid)
         size = await self._registry.upload_size(name, uuid)
         self._upload_progress(request, name, uuid, size)
         request.setResponseCode(204)
@@ -226,12 +240,14 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["PATCH"])
     async def upload_chunk(self, request: IRequest, name: str, uuid: str) -> bytes:
+        await self._access.require_upload(request, name, uuid)
         uuid, upload = await self._upload_body(request).result()
         size = await self._registry.release_upload(uuid, upload)
         return self._upload_progress(request, name, uuid, size)
 
     @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["PUT"])
     async def finish_upload(self, request: IRequest, name: str, uuid: str) -> bytes:
+        await self._access.require_upload(request, name, uuid)
         uuid, upload = await self._upload_body(request).result()
         digest = _arg(request, "digest")
         assert digest is not None
@@ -240,6 +256,7 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["DELETE"])
     async def cancel_upload(self, request: IRequest, name: str, uuid: str) -> bytes:
+        await self._access.require_upload(request, name, uuid)
         await self._registry.cancel_upload(name, uuid)
         request.setResponseCode(204)
         return b""
@@ -248,6 +265,7 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["GET", "HEAD"])
     async def get_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        await self._access.require(request, name, PULL)
         manifest = await self._registry.get_manifest(name, reference)
         if not _acceptable(request, manifest.media_type):
             raise RegistryError(
@@ -266,6 +284,7 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
     async def put_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        await self._access.require(request, name, PUSH)
         body = request.content
         if not isinstance(body, BufferedBody) or isinstance(body, RefusedBody):
             raise RegistryError(BLOB_UPLOAD_INVALID, "malformed manifest request")
@@ -285,6 +304,7 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["DELETE"])
     async def delete_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
+        await self._access.require(request, name, DELETE)
         await self._registry.delete_manifest(name, reference)
         request.setResponseCode(202)
         request.setHeader("Content-Length", "0")
@@ -294,6 +314,7 @@ class RegistryAPI:
 
     @app.route("/v2/<path:name>/tags/list", methods=["GET"])
     async def tags(self, request: IRequest, name: str) -> bytes:
+        await self._access.require(request, name, PULL)
         limit = _page_size(request)
         found = await self._registry.tags(
             name, None if limit is None else limit + 1, _arg(request, "last")
@@ -304,14 +325,22 @@ class RegistryAPI:
     @app.route("/v2/_catalog", methods=["GET"])
     async def catalog(self, request: IRequest) -> bytes:
         limit = _page_size(request)
-        found = await self._registry.catalog(
-            None if limit is None else limit + 1, _arg(request, "last")
-        )
+        if self._access.enabled:
+            visible = await self._access.catalog_filter(request)
+            found = await _visible_catalog(
+                self._registry, visible, None if limit is None else limit + 1,
+                _arg(request, "last"),
+            )
+        else:
+            found = await self._registry.catalog(
+                None if limit is None else limit + 1, _arg(request, "last")
+            )
         found = _paginate(request, "/v2/_catalog", found, limit)
         return _json(request, {"repositories": found})
 
     @app.route("/v2/<path:name>/referrers/<digest>", methods=["GET"])
     async def referrers(self, request: IRequest, name: str, digest: str) -> bytes:
+        await self._access.require(request, name, PULL)
         artifact_type = _arg(request, "artifactType")
         found = await self._registry.referrers(name, digest, artifact_type)
         if artifact_type is not None:
@@ -325,6 +354,25 @@ class RegistryAPI:
             },
             OCI_INDEX,
         )
+
+
+async def _visible_catalog(
+    registry: Registry, visible, limit: int | None, last: str | None
+) -> list[str]:
+    """Up to `limit` names of the catalog after `last` that `visible` admits.
+
+    The catalog is read in batches past the names the caller may not see, so
+    a page is full whenever there are enough visible names after it.
+    """
+    found: list[str] = []
+    batch = 1000
+    while limit is None or len(found) < limit:
+        names = await registry.catalog(batch, last)
+        found.extend(n for n in names if visible(n))
+        if len(names) < batch:
+            break
+        last = names[-1]
+    return found if limit is None else found[:limit]
 
 
 class _Failure:

@@ -21,8 +21,10 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from ocireg.api.auth import RequestAccess
 from ocireg.api.observe import RequestObserver, record_of
 from ocireg.api.streaming import UploadBody, route_body
+from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.registry import Registry
 
 _log = Logger()
@@ -52,6 +54,8 @@ class RegistryRequest(Request):
             self.requestHeaders,
             length,
             channel.transport,
+            # Checked before a byte of an upload body is kept.
+            channel.site.access.upload_guard(self),
         )
         channel.site.request_started(self, isinstance(self.content, UploadBody))
 
@@ -103,10 +107,12 @@ class RegistrySite(Site):
         resource: IResource,
         registry: Registry,
         observers: Iterable[RequestObserver] = (),
+        access: RequestAccess | None = None,
         **kwargs,
     ) -> None:
         super().__init__(resource, requestFactory=RegistryRequest, **kwargs)
         self.registry = registry
+        self.access = access or RequestAccess(OpenAuthoriser())
         self._observers = tuple(observers)
         #: Each request in flight, and a Deferred that fires once it is over.
         self._in_flight: dict[RegistryRequest, Deferred] = {}

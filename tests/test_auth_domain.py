@@ -1,0 +1,157 @@
+"""The auth domain without HTTP: rules, htpasswd files, the login throttle, tokens, uploads."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+
+from ocireg.auth.ownership import UploadOwnership
+from ocireg.auth.permissions import Permissions, Rule, RuleError
+from ocireg.auth.throttle import LoginThrottle, Throttled
+from ocireg.auth.tokens import (
+    Access,
+    SigningKey,
+    TokenError,
+    TokenIssuer,
+    TokenVerifier,
+    TrustedIssuer,
+    parse_scopes,
+)
+from ocireg.auth.users import HtpasswdError, parse_htpasswd
+from ocireg.config import Config, ConfigError
+from tests.auth_helpers import htpasswd_line
+
+
+def _permissions(*tables, groups=(), own_namespace=True) -> Permissions:
+    return Permissions(tuple(Rule.from_table(t) for t in tables), groups, own_namespace)
+
+
+def test_star_stays_in_one_segment_and_double_star_crosses_them():
+    p = _permissions({"users": ["a"], "repositories": ["team/*"], "actions": ["pull"]},
+                     {"users": ["b"], "repositories": ["team/**"], "actions": ["pull"]},
+                     own_namespace=False)
+    assert p.allows("a", "team/app", "pull")
+    assert not p.allows("a", "team/app/api", "pull")
+    assert not p.allows("a", "teamx/app", "pull")
+    assert p.allows("b", "team/app/api", "pull")
+
+
+def test_push_brings_pull_admin_brings_everything_and_nothing_else_is_implied():
+    p = _permissions({"users": ["a"], "repositories": ["x"], "actions": ["push"]},
+                     {"users": ["r"], "repositories": ["**"], "actions": ["admin"]},
+                     own_namespace=False)
+    assert p.actions("a", "x") == {"pull", "push"}
+    assert p.actions("r", "any/thing") == {"pull", "push", "delete", "admin"}
+    assert p.is_admin("r") and not p.is_admin("a") and not p.is_admin(None)
+
+
+def test_groups_every_user_anonymous_and_own_namespace():
+    p = _permissions({"groups": ["dev"], "repositories": ["team/**"], "actions": ["pull"]},
+                     {"users": ["*"], "repositories": ["shared/*"], "actions": ["pull"]},
+                     {"anonymous": True, "repositories": ["public/*"], "actions": ["pull"]},
+                     groups=(("dev", ("bob",)),))
+    assert p.allows("bob", "team/app", "pull") and not p.allows("eve", "team/app", "pull")
+    assert p.allows("eve", "shared/x", "pull") and not p.allows(None, "shared/x", "pull")
+    assert p.allows(None, "public/x", "pull") and p.allows("eve", "public/x", "pull")
+    assert p.allows("eve", "eve/app", "push") and not p.allows("eve", "bob/app", "push")
+    assert not attrs_evolve_own(p).allows("eve", "eve/app", "push")
+
+
+def attrs_evolve_own(p: Permissions) -> Permissions:
+    return Permissions(p.rules, p.groups, own_namespace=False)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"repositories": ["x"], "actions": ["pull"]}, "names nobody"),
+        ({"users": ["a"], "actions": ["pull"]}, "needs repositories"),
+        ({"users": ["a"], "repositories": ["x"], "actions": ["fly"]}, "unknown action 'fly'"),
+        ({"anonymous": True, "repositories": ["x"], "actions": ["push"]}, "only be granted pull"),
+        ({"users": ["a"], "repositories": ["x"], "actions": ["pull"], "colour": 1},
+         "unknown key 'colour'"),
+    ],
+)
+def test_malformed_rules_are_refused_at_start_up_naming_the_rule(table, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        Config(auth_htpasswd="x", auth_rules=[table])
+    assert "auth_rules[0]" in str(e.value)
+    with pytest.raises(RuleError):
+        Rule.from_table(table)
+
+
+def test_bcrypt_htpasswd_is_read_and_other_hashes_are_refused_by_line():
+    users = parse_htpasswd("# users\n" + htpasswd_line("alice", "pw") + "\n")
+    assert users.names == ("alice",)
+    for line, kind in [
+        ("bob:$apr1$abc$defghijklmnopqrstuvwx", "Apache MD5"),
+        ("bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "SHA-1"),
+        ("bob:plaintext", "plain-text"),
+    ]:
+        with pytest.raises(HtpasswdError, match=f"line 2: .*'bob'.*{kind}.*only bcrypt"):
+            parse_htpasswd(htpasswd_line("alice", "pw") + line + "\n", "htpasswd")
+
+
+def test_failed_logins_are_limited_per_user_and_per_address_and_then_forgotten():
+    clock = Clock()
+    throttle = LoginThrottle(clock, attempts=3, window=60)
+    for _ in range(3):
+        throttle.check("alice", "10.0.0.1")
+        throttle.failed("alice", "10.0.0.1")
+    with pytest.raises(Throttled):
+        throttle.check("alice", "10.0.0.2")  # the same user from elsewhere
+    with pytest.raises(Throttled):
+        throttle.check("bob", "10.0.0.1")  # another user from the same address
+    throttle.check("bob", "10.0.0.2")
+    clock.advance(61)
+    throttle.check("alice", "10.0.0.1")
+
+
+def test_scopes_parse_including_names_with_ports_and_resource_classes():
+    assert parse_scopes(["repository:team/app:pull,push registry:catalog:*",
+                         "repository(plugin):x:pull"]) == (
+        Access("repository", "team/app", ("pull", "push")),
+        Access("registry", "catalog", ("*",)),
+        Access("repository", "x", ("pull",)),
+    )
+    with pytest.raises(ValueError):
+        parse_scopes(["nonsense"])
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "RS256"])
+def test_issued_tokens_verify_and_expire(algorithm):
+    key = SigningKey.generate(algorithm)
+    issuer = TokenIssuer(key, "ocireg", "svc", ttl=60)
+    verifier = TokenVerifier("svc", (TrustedIssuer("ocireg", ((key.kid, key.public_key),)),))
+    granted = (Access("repository", "team/app", ("pull",)),)
+    issued = issuer.issue("alice", granted, now=1000.0)
+    import time
+
+    now = time.time()
+    fresh = issuer.issue("alice", granted, now)
+    verified = verifier.verify(fresh.token, now)
+    assert verified.subject == "alice" and verified.grants("repository", "team/app", "pull")
+    assert not verified.grants("repository", "team/app", "push")
+    with pytest.raises(TokenError, match="expired"):
+        verifier.verify(issued.token, now)
+    with pytest.raises(TokenError, match="another service"):
+        TokenVerifier("other", verifier.issuers).verify(fresh.token, now)
+
+
+def test_an_upload_id_is_owned_by_its_opener_only():
+    ownership = UploadOwnership(b"s" * 32)
+    upload = ownership.new_id("alice")
+    assert ownership.owns(upload, "alice")
+    assert not ownership.owns(upload, "bob")
+    assert not ownership.owns(upload, "")
+    assert not UploadOwnership(b"t" * 32).owns(upload, "alice")
+    assert not ownership.owns("0f5e4a3c-not-one-of-ours", "alice")
+
+
+def test_auth_settings_that_cannot_work_are_refused():
+    with pytest.raises(ConfigError, match="go together"):
+        Config(auth_trusted_issuer="x")
+    with pytest.raises(ConfigError, match="auth_token_path"):
+        Config(auth_token_path="/v2/token")
+    with pytest.raises(ConfigError, match="no way to log in"):
+        Config(auth_htpasswd="x", auth_basic=False, auth_token_service=False)
