@@ -88,6 +88,11 @@ class RegistryProcess:
                 with urllib.request.urlopen(f"{self.url}/v2/", timeout=2) as response:
                     if response.status == 200:
                         return self
+            except urllib.error.HTTPError as e:
+                # With authentication on, an anonymous /v2/ is a 401: it answers.
+                if e.code == 401:
+                    return self
+                time.sleep(0.1)
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
         self.stop()
