@@ -462,6 +462,9 @@ def started(names: list[str], args: argparse.Namespace, workdir: Path) -> Iterat
                 command, env = reference_command(port, data_dir, workdir)
             else:
                 command, env = ocireg_command(port, data_dir)
+                # twist's own log observer, not ocireg's, serves `python -m twisted`: tell
+                # it too to leave out the access log (as twistd with log_level = warn would).
+                command[3:3] = ["--log-level", "warn", "--log-format", "text"]
                 command += ["--log-level", "warn"]
                 if name == "pg":
                     database = Database(args.dsn)

@@ -15,6 +15,8 @@ from ocireg.errors import RANGE_INVALID, RegistryError
 
 #: Bytes read from the file per write to the transport.
 CHUNK = 1024 * 1024
+#: The most bytes one send() of a blob download may take.
+SEND_SIZE = 4 * 1024 * 1024
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -79,6 +81,13 @@ class FileProducer:
 
     def send(self) -> Deferred:
         """Start sending; a Deferred that fires when everything is written or the client left."""
+        transport = getattr(self._request, "transport", None)
+        if transport is not None and hasattr(transport, "SEND_LIMIT"):
+            # A TCP transport: fewer, larger send() calls, and room for a few chunks
+            # before it pauses us (its defaults, 128 KiB and 64 KiB, cost a reactor
+            # round trip per chunk). Only for this connection, which keeps them.
+            transport.SEND_LIMIT = SEND_SIZE
+            transport.bufferSize = max(transport.bufferSize, 2 * CHUNK)
         self._request.registerProducer(self, True)
         self._request.notifyFinish().addErrback(lambda _: self.stopProducing())
         self.resumeProducing()

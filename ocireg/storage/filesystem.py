@@ -9,9 +9,12 @@ none of it.
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import os
+from collections.abc import Callable
 from typing import BinaryIO
 
 from twisted.internet.defer import Deferred, succeed
@@ -30,6 +33,26 @@ _WRITE_BATCH = 4 * 1024 * 1024
 #: Upload hash states remembered between requests, so a PATCH does not rehash
 #: what earlier PATCHes sent.
 _REMEMBERED_HASHES = 4096
+
+
+#: sync_file_range(2)'s flag that starts writing a range back without waiting for it.
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _writeback_starter() -> Callable[[int, int, int], object]:
+    """A function(fd, offset, length) that starts writing that range to disk, not waiting.
+
+    Linux's sync_file_range (Python has no binding); elsewhere nothing. The
+    commit's fsync then finds little left to write: without it, a 1 GiB blob's
+    dirty pages all waited for that one fsync, half a second of the push.
+    """
+    libc_name = ctypes.util.find_library("c")
+    try:
+        function = ctypes.CDLL(libc_name, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return lambda fd, offset, length: function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _fsync_dir(path: str) -> None:
@@ -52,6 +75,8 @@ class FilesystemBlobStore:
         self._blobs = os.path.join(root, "blobs")
         os.makedirs(self._uploads, exist_ok=True)
         os.makedirs(self._blobs, exist_ok=True)
+        #: Starts the writeback of what an upload wrote (see `_writeback_starter`).
+        self.start_writeback = _writeback_starter()
         # uuid -> (size, running sha256) of uploads this process wrote last.
         self._hashes: collections.OrderedDict[str, tuple[int, Hasher]] = (
             collections.OrderedDict()
@@ -310,14 +335,19 @@ class UploadFile:
             chunk = self._pending.pop(0)
             batch.append(chunk)
             batch_size += len(chunk)
-        data = b"".join(batch) if len(batch) > 1 else batch[0]
         self._writing = True
-        d = self._store._run(self._write, data)
-        d.addCallbacks(self._written, self._write_failed, callbackArgs=(len(data),))
+        # The chunks go to the thread as they are: joining them here copied every
+        # byte once more, on the reactor thread.
+        d = self._store._run(self._write, batch, batch_size)
+        d.addCallbacks(self._written, self._write_failed, callbackArgs=(batch_size,))
 
-    def _write(self, data: bytes) -> None:
-        self._hasher.update(data)
-        self._file.write(data)
+    def _write(self, batch: list[bytes], size: int) -> None:
+        offset = self._file.tell()
+        for chunk in batch:
+            self._hasher.update(chunk)
+            self._file.write(chunk)
+        self._file.flush()
+        self._store.start_writeback(self._file.fileno(), offset, size)
 
     def _written(self, _: None, length: int) -> None:
         self._writing = False
