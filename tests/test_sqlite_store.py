@@ -101,3 +101,39 @@ async def test_transactions_handed_over_before_close_finish(store):
     await store.close()
     for d in pending:
         assert await d == [(1,)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_transactions_commit_together_and_a_failing_one_takes_back_only_its_own(
+    store,
+):
+    def insert(digest: str, fail: bool = False):
+        async def interaction(txn):
+            await txn.execute(
+                "INSERT INTO blobs (digest, size, created) VALUES (?, 1, 0)", (digest,)
+            )
+            if fail:
+                raise ValueError(f"{digest} fails")
+            return digest
+
+        return interaction
+
+    asked = [store.transact(insert(f"d{i}", fail=i == 3)) for i in range(8)]
+    outcomes = []
+    for d in asked:
+        try:
+            outcomes.append(await d)
+        except ValueError as e:
+            outcomes.append(str(e))
+    assert outcomes == ["d0", "d1", "d2", "d3 fails", "d4", "d5", "d6", "d7"]
+    rows = await store.transact(lambda txn: txn.execute("SELECT digest FROM blobs ORDER BY 1"))
+    assert [r[0] for r in rows] == ["d0", "d1", "d2", "d4", "d5", "d6", "d7"]
+    # Committed together in at most a few groups, each reported as one change.
+    assert 1 <= len(store.changes) < 8
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_transaction_asked_for_after_close_fails(store):
+    await store.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.transact(lambda txn: txn.execute("SELECT 1"))

@@ -15,6 +15,12 @@ interaction that awaits something else (the blob store's stat of a tag
 write) has the database thread wait for it, as the transaction lock made
 every other transaction wait before.
 
+Group commit. Transactions asked for while the thread is busy wait, and go
+to it together: each in a savepoint of its own (a failing one takes back
+only its own changes), then one COMMIT, so concurrent pushes share one
+fsync instead of paying one each. Their callers hear back only after that
+commit.
+
 Changes. After a transaction that changed rows commits, `on_change`'s
 callbacks run (on the reactor thread, before the transaction's caller
 resumes): a cache of what the store holds drops what it knew.
@@ -30,6 +36,7 @@ from typing import TypeVar
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -37,6 +44,9 @@ from ocireg.db.migrations import migrate
 from ocireg.interfaces import IMetadataStore, ITransaction
 
 T = TypeVar("T")
+
+#: Most transactions committed together (see `_interact_group`).
+_GROUP = 64
 
 #: Longest a transaction waits, on the database thread, for something it awaits
 #: that is not a statement (a stat of blob files): a hung disk fails the
@@ -71,6 +81,11 @@ class SQLiteMetadataStore:
         self._connection: sqlite3.Connection | None = None
         self._on_change: list[Callable[[], object]] = []
         self._closed = False
+        #: Transactions asked for and not yet handed to the thread, with their Deferreds.
+        self._waiting: list[tuple[Callable[[ITransaction], Awaitable[object]], Deferred]] = []
+        self._group_running = False
+        #: Fired by the group that leaves nothing waiting, when `close` waits for it.
+        self._idle: Deferred | None = None
 
     @classmethod
     async def open(cls, path: str, reactor: IReactorThreads) -> SQLiteMetadataStore:
@@ -109,28 +124,88 @@ class SQLiteMetadataStore:
         await self.transact(lambda txn: migrate(txn, "sqlite"))
 
     def transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> Deferred:
-        return Deferred.fromCoroutine(self._transact(interaction))
+        if self._closed:
+            return fail(RuntimeError("the metadata store is closed"))
+        d: Deferred = Deferred()
+        self._waiting.append((interaction, d))
+        self._next_group()
+        return d
 
-    async def _transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> T:
-        result, changed = await self._run(self._interact, interaction)
-        if changed:
-            for callback in self._on_change:
-                callback()
-        return result
+    def _next_group(self) -> None:
+        """Hand the transactions waiting to the database thread, unless a group is there already."""
+        if self._group_running or not self._waiting:
+            if not self._group_running and self._idle is not None:
+                idle, self._idle = self._idle, None
+                idle.callback(None)
+            return
+        group, self._waiting = self._waiting[:_GROUP], self._waiting[_GROUP:]
+        self._group_running = True
+        self._run(self._interact_group, [interaction for interaction, _ in group]).addBoth(
+            self._group_done, [d for _, d in group]
+        )
 
-    def _interact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> tuple[T, bool]:
-        """On the database thread: `interaction` in one transaction; its result, and if it wrote."""
+    def _group_done(self, outcome, waiting: list[Deferred]) -> None:
+        self._group_running = False
+        if isinstance(outcome, Failure):
+            outcomes = [(False, outcome)] * len(waiting)
+        else:
+            outcomes, changed = outcome
+            if changed:
+                for callback in self._on_change:
+                    callback()
+        for (ok, result), d in zip(outcomes, waiting, strict=True):
+            if ok:
+                d.callback(result)
+            else:
+                d.errback(result)
+        self._next_group()
+
+    def _interact_group(self, group: list[Callable[[ITransaction], Awaitable[object]]]
+                        ) -> tuple[list[tuple[bool, object]], bool]:
+        """On the database thread: each interaction of `group` in turn, all in one commit.
+
+        Each runs in a savepoint of its own, so a failing one takes back only
+        its own changes; the group then commits once: one fsync for every
+        transaction that was waiting, not one each. Returns each one's outcome
+        (succeeded, result or Failure) and whether the commit changed rows.
+        """
         connection = self._connection
-        assert connection is not None, "the store is closed"
+        if connection is None:
+            closed = Failure(RuntimeError("the metadata store is closed"))
+            return [(False, closed)] * len(group), False
+        outcomes: list[tuple[bool, object]] = []
         connection.execute("BEGIN IMMEDIATE")
-        before = connection.total_changes
+        # Rows changed by the interactions that succeeded (a rolled-back one's count too).
+        changed = False
+        for interaction in group:
+            connection.execute("SAVEPOINT one")
+            before = connection.total_changes
+            try:
+                result = self._drive(interaction(_Transaction(self)))
+            except BaseException:
+                failure = Failure()
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK TO one")
+                    connection.execute("RELEASE one")
+                else:
+                    # SQLite rolled the whole transaction back (a full disk, an I/O
+                    # error): what succeeded before in this group is gone with it.
+                    outcomes = [(False, failure)] * len(outcomes)
+                    changed = False
+                    connection.execute("BEGIN IMMEDIATE")
+                outcomes.append((False, failure))
+            else:
+                connection.execute("RELEASE one")
+                outcomes.append((True, result))
+                changed = changed or connection.total_changes != before
         try:
-            result = self._drive(interaction(_Transaction(self)))
+            connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-        return result, connection.total_changes != before
+            failure = Failure()
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            return [(False, failure)] * len(group), False
+        return outcomes, changed
 
     def _drive(self, awaitable: object) -> T:
         """Run `awaitable` to its end on this thread; wait here for Deferreds fired elsewhere."""
@@ -168,8 +243,11 @@ class SQLiteMetadataStore:
         if self._closed:
             return
         self._closed = True
+        if self._group_running or self._waiting:
+            # The transactions already asked for finish first.
+            self._idle = Deferred()
+            await self._idle
         if self._pool.started:
-            # Queued behind the transactions already handed to the thread: they finish first.
             await self._run(self._disconnect)
         self._pool.stop()
 
