@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.threadpool import ThreadPool
+
+from ocireg.db.sqlite import SQLiteMetadataStore
 from ocireg.digest import Digest
 from ocireg.manifest import OCI_MANIFEST
 from ocireg.registry import Registry
+from ocireg.storage.filesystem import FilesystemBlobStore
+
+
+@contextlib.asynccontextmanager
+async def local_registry(path: Path, clock: IReactorTime = reactor) -> AsyncIterator[Registry]:
+    """A registry on SQLite and files under `path`, telling time by `clock`; closed after."""
+    pool = ThreadPool(1, 4, name="test-blobs")
+    pool.start()
+    blobs = FilesystemBlobStore(str(path), reactor, pool)
+    metadata = await SQLiteMetadataStore.open(str(path / "metadata.sqlite3"), reactor)
+    try:
+        yield Registry(metadata, blobs, clock)
+    finally:
+        await metadata.close()
+        pool.stop()
 
 
 async def push_blob(registry: Registry, name: str, data: bytes | None = None) -> Digest:

@@ -6,18 +6,14 @@ import json
 import time
 
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.task import Clock
-from twisted.python.threadpool import ThreadPool
 
-from ocireg.db.sqlite import SQLiteMetadataStore
 from ocireg.digest import Digest
 from ocireg.errors import RegistryError
 from ocireg.expiry import EXPIRED_STAGING_REASON, Expiry
 from ocireg.manifest import OCI_INDEX, OCI_MANIFEST
 from ocireg.registry import Registry
-from ocireg.storage.filesystem import FilesystemBlobStore
-from tests.domain_helpers import image_manifest, push_blob
+from tests.domain_helpers import image_manifest, local_registry, push_blob
 
 STAGING_TTL = 24 * 3600.0
 UPLOAD_TTL = 24 * 3600.0
@@ -27,17 +23,11 @@ UPLOAD_TTL = 24 * 3600.0
 async def world(tmp_path):
     clock = Clock()
     clock.advance(time.time())
-    pool = ThreadPool(1, 4, name="test-blobs")
-    pool.start()
-    blobs = FilesystemBlobStore(str(tmp_path), reactor, pool)
-    metadata = await SQLiteMetadataStore.open(str(tmp_path / "metadata.sqlite3"), reactor)
-    registry = Registry(metadata, blobs, clock)
-    expiry = Expiry(metadata, blobs, clock, STAGING_TTL, UPLOAD_TTL, registry.is_writing)
-    try:
+    async with local_registry(tmp_path, clock) as registry:
+        expiry = Expiry(
+            registry.metadata, registry.blobs, clock, STAGING_TTL, UPLOAD_TTL, registry.is_writing
+        )
         yield registry, expiry, clock
-    finally:
-        await metadata.close()
-        pool.stop()
 
 
 async def _reasons(registry: Registry, name: str) -> list[str]:

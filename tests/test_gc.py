@@ -6,15 +6,11 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.task import Clock
-from twisted.python.threadpool import ThreadPool
 
-from ocireg.db.sqlite import SQLiteMetadataStore
 from ocireg.gc import GarbageCollector
 from ocireg.registry import Registry
-from ocireg.storage.filesystem import FilesystemBlobStore
-from tests.domain_helpers import push_blob, push_image
+from tests.domain_helpers import local_registry, push_blob, push_image
 
 GRACE = 3600.0
 
@@ -52,16 +48,9 @@ async def world(tmp_path):
     clock = Clock()
     # Blob files carry wall-clock mtimes: start the fake clock there.
     clock.advance(time.time())
-    pool = ThreadPool(1, 4, name="test-blobs")
-    pool.start()
-    blobs = FilesystemBlobStore(str(tmp_path), reactor, pool)
-    metadata = await SQLiteMetadataStore.open(str(tmp_path / "metadata.sqlite3"), reactor)
-    registry = Registry(metadata, blobs, clock)
-    try:
-        yield World(registry, GarbageCollector(metadata, blobs, clock, GRACE), clock)
-    finally:
-        await metadata.close()
-        pool.stop()
+    async with local_registry(tmp_path, clock) as registry:
+        yield World(registry, GarbageCollector(registry.metadata, registry.blobs, clock, GRACE),
+                    clock)
 
 
 async def _discard_staging(registry: Registry, name: str) -> None:

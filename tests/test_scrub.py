@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.python.threadpool import ThreadPool
 
-from ocireg.db.sqlite import SQLiteMetadataStore
 from ocireg.errors import RegistryError
-from ocireg.registry import Registry
 from ocireg.scrub import Scrubber
-from ocireg.storage.filesystem import FilesystemBlobStore
-from tests.domain_helpers import push_blob
+from tests.domain_helpers import local_registry, push_blob
 
 
 @pytest_twisted.async_yield_fixture
 async def registry(tmp_path):
-    pool = ThreadPool(1, 4, name="test-blobs")
-    pool.start()
-    blobs = FilesystemBlobStore(str(tmp_path), reactor, pool)
-    metadata = await SQLiteMetadataStore.open(str(tmp_path / "metadata.sqlite3"), reactor)
-    try:
-        yield Registry(metadata, blobs, reactor)
-    finally:
-        await metadata.close()
-        pool.stop()
+    async with local_registry(tmp_path) as registry:
+        yield registry
 
 
 @pytest_twisted.ensureDeferred
