@@ -26,6 +26,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from ocireg.api.render import json_response as _json
 from ocireg.api.streaming import BufferedBody
 from ocireg.auth.interfaces import (
     AuthenticationFailed,
@@ -280,14 +281,6 @@ class RequestUploadGuard:
 
     async def may_write(self, name: str, uuid: str) -> None:
         await self._access.require_upload(self._request, name, uuid)
-
-
-def _json(request: IRequest, document: object, status: int = 200) -> bytes:
-    body = json.dumps(document).encode()
-    request.setResponseCode(status)
-    request.setHeader("Content-Type", "application/json")
-    request.setHeader("Content-Length", str(len(body)))
-    return body
 
 
 def _rfc3339(seconds: float) -> str:

@@ -17,6 +17,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ocireg.api.openapi import document as openapi_document
+from ocireg.api.render import json_response as _json
 from ocireg.api.streaming import BufferedBody
 from ocireg.config import DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
 from ocireg.distributions import Distribution
@@ -42,14 +43,6 @@ INTERNAL = ErrorCode("INTERNAL", 500, "internal error")
 _FIELDS = {"NAME_INVALID": "name", "TAG_INVALID": "tag", "DIGEST_INVALID": "digest"}
 
 _ABSENT = object()
-
-
-def _json(request: IRequest, document: object, status: int = 200) -> bytes:
-    body = json.dumps(document).encode()
-    request.setResponseCode(status)
-    request.setHeader("Content-Type", "application/json")
-    request.setHeader("Content-Length", str(len(body)))
-    return body
 
 
 def _no_content(request: IRequest) -> bytes:

@@ -12,6 +12,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ocireg.api.auth import RequestAccess
 from ocireg.api.download import FileProducer, parse_range
+from ocireg.api.render import json_response
 from ocireg.api.streaming import BufferedBody, RefusedBody, UploadBody
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import DELETE, PULL, PUSH
@@ -48,10 +49,7 @@ def _set_headers(request: IRequest, headers: dict[str, str | int]) -> None:
 
 
 def _json(request: IRequest, document: object, content_type: str = "application/json") -> bytes:
-    body = json.dumps(document).encode()
-    request.setHeader("Content-Type", content_type)
-    request.setHeader("Content-Length", str(len(body)))
-    return body
+    return json_response(request, document, request.code, content_type)
 
 
 def _accepted_types(request: IRequest) -> set[str]:
