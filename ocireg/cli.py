@@ -1,10 +1,11 @@
 """The `ocireg` command: the management API (/api/v1/) from a shell.
 
-    ocireg [--url URL] [--json] repo list|show|create|delete …
+    ocireg [--url URL] [--user USER [--password-stdin]] [--json] repo list|show|create|delete …
     ocireg version list NAME | show NAME N | diff NAME N M | delete NAME N
     ocireg rollback NAME N
     ocireg tag copy SRC:TAG DST[:TAG]
     ocireg distribution create|list|show|pin|unpin|delete …
+    ocireg gc [--dry-run] | gc-history | scrub
 
 Human tables by default, the API's JSON with `--json`. Errors are one line
 on stderr. The exit code says what happened (EXIT_* below).
@@ -13,11 +14,13 @@ on stderr. The exit code says what happened (EXIT_* below).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TextIO
 from urllib.parse import quote, urlencode
 
 import attrs
@@ -104,12 +107,18 @@ class Client:
 
     url: str
     timeout: float
+    #: An `Authorization` header value, when the registry wants credentials.
+    authorization: str | None = None
 
     async def call(self, method: str, path: str, body: object = None) -> object:
         kwargs: dict = {"timeout": self.timeout, "persistent": False}
+        headers = {}
+        if self.authorization is not None:
+            headers["Authorization"] = self.authorization
         if body is not None:
             kwargs["data"] = json.dumps(body).encode()
-            kwargs["headers"] = {"Content-Type": "application/json"}
+            headers["Content-Type"] = "application/json"
+        kwargs["headers"] = headers
         target = self.url.rstrip("/") + "/api/v1" + path
         try:
             response = await treq.request(method, target, **kwargs)
@@ -420,6 +429,12 @@ def parser() -> argparse.ArgumentParser:
                   "versions and distributions.")
     top.add_argument("--url", default=os.environ.get("OCIREG_URL", DEFAULT_URL),
                      help=f"the registry (default: $OCIREG_URL or {DEFAULT_URL})")
+    top.add_argument("--user", default=os.environ.get("OCIREG_USER"),
+                     help="log in as this user (default: $OCIREG_USER); the password comes "
+                          "from $OCIREG_PASSWORD, or from standard input with "
+                          "--password-stdin")
+    top.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of standard input")
     top.add_argument("--json", action="store_true", help="print the API's JSON")
     top.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     groups = top.add_subparsers(dest="group", required=True, parser_class=_Parser)
@@ -481,11 +496,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-async def run(argv: Sequence[str], out: Output) -> int:
+def _authorization(args, stdin: TextIO) -> str | None:
+    """HTTP Basic credentials for --user, or None to call anonymously."""
+    if args.user is None:
+        if args.password_stdin:
+            raise CommandError("--password-stdin needs --user", EXIT_USAGE)
+        return None
+    if args.password_stdin:
+        password = stdin.readline().rstrip("\n")
+    else:
+        password = os.environ.get("OCIREG_PASSWORD")
+        if password is None:
+            raise CommandError(
+                "--user needs a password: set OCIREG_PASSWORD or use --password-stdin",
+                EXIT_USAGE,
+            )
+    token = base64.b64encode(f"{args.user}:{password}".encode()).decode()
+    return f"Basic {token}"
+
+
+async def run(argv: Sequence[str], out: Output, stdin: TextIO = sys.stdin) -> int:
     """Run the command `argv`; its exit code. Errors are written as one line."""
     try:
         args = parser().parse_args(argv)
-        client = Client(args.url, args.timeout)
+        client = Client(args.url, args.timeout, _authorization(args, stdin))
         result = await args.run(client, out, args)
         if args.json:
             out.line(json.dumps(result, indent=2, sort_keys=True))

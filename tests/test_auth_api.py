@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 
+from ocireg import cli
 from ocireg.auth.setup import GENERATED_KEY
 from ocireg.config import Config
 from ocireg.service import RegistryService
@@ -523,3 +525,25 @@ async def test_an_htpasswd_file_with_other_hashes_stops_the_start_with_a_clear_m
     config = Config(data_dir=str(tmp_path), auth_htpasswd=str(path))
     with pytest.raises(ConfigError, match="auth_htpasswd.*line 1.*'bob'.*only bcrypt"):
         await open_auth(config, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_command_logs_in_with_user_and_password(auth_server, monkeypatch):
+    async def ocireg(*args: str, stdin: str = "") -> tuple[int, str]:
+        out: list[str] = []
+        err: list[str] = []
+        code = await cli.run(["--url", auth_server.url, "--timeout", "10", *args],
+                             cli.Output(out.append, err.append), io.StringIO(stdin))
+        return code, "".join(out) + "".join(err)
+
+    code, text = await ocireg("repo", "list")
+    assert code != cli.EXIT_OK and "UNAUTHORIZED" in text
+    code, _ = await ocireg("--user", "root", "--password-stdin", "repo", "list",
+                           stdin="root-pw\n")
+    assert code == cli.EXIT_OK
+    monkeypatch.setenv("OCIREG_PASSWORD", "bob-pw")
+    code, text = await ocireg("--user", "bob", "repo", "list")
+    assert code == cli.EXIT_CONFLICT and "DENIED" in text
+    monkeypatch.delenv("OCIREG_PASSWORD")
+    code, text = await ocireg("--user", "bob", "repo", "list")
+    assert code == cli.EXIT_USAGE and "OCIREG_PASSWORD" in text
