@@ -188,3 +188,25 @@ def test_skopeo_pushes_over_tls_trusting_the_self_signed_certificate(
         skopeo("inspect", "--raw", f"docker://{host}/team/tls:1")
     assert "certificate" in _refused(untrusted.value)
     del registry
+
+
+@pytest.mark.parametrize("token_service", [True, False], ids=["token", "basic"])
+def test_docker_logs_in_pushes_and_pulls(start_registry, docker, tmp_path, token_service):
+    registry = start_registry(auth_token_service=token_service)
+    layout = OCILayout(tmp_path / "layout")
+    image = layout.add_image("v1")
+    ref = f"{registry.host}/team/docker-auth:1"
+    docker.load_layout(layout.ref("v1"), ref)
+
+    with pytest.raises(ClientError) as anonymous_push:
+        docker.push(ref)
+    refusal = _refused(anonymous_push.value)
+    assert "no basic auth credentials" in refusal or "unauthorized" in refusal
+
+    docker("login", "-u", "alice", "-p", PASSWORDS["alice"], registry.host)
+    pushed = docker.push(ref)
+    docker.rmi(ref)
+    docker.pull(ref)
+    assert docker.image_id(ref) == image.config_digest
+    assert docker.repo_digests(ref) == [f"{registry.host}/team/docker-auth@{pushed.digest}"]
+    docker.rmi(ref)
