@@ -95,9 +95,14 @@ class Daemon(MultiService):
         """Read the configuration again and apply what can change while running."""
         self._notifier.reloading()
         try:
-            return self._reloader.reload()
+            result = self._reloader.reload()
         finally:
             self._notifier.ready("reloaded")
+        if result.applied:
+            self._service.replace_workers(self._reloader.running).addErrback(
+                lambda f: _log.failure("restarting the workers on the reloaded settings", f)
+            )
+        return result
 
     def _apply_log_level(self, old: object, new: object) -> str:
         self._log_output.set_level(str(new))

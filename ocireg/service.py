@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -306,6 +306,12 @@ class RegistryService(MultiService):
             return hook
 
         return {setting: later(setting) for setting in AuthSetup(OpenAuthoriser()).reload_hooks()}
+
+    def replace_workers(self, config: Config) -> Deferred:
+        """Restart the worker processes (if any) on reloaded settings, one at a time."""
+        if self._workers is None:
+            return succeed(None)
+        return self._workers.replace(config)
 
     def stopService(self) -> Deferred:
         super().stopService()

@@ -183,6 +183,8 @@ class WorkerPool(Service):
         self._children: dict[int, _Child] = {}
         self._failures: dict[int, int] = {}
         self._restarts: dict[int, object] = {}
+        #: Children stopped on purpose by `replace`: their end is no failure.
+        self._retiring: set[_Child] = set()
 
     def _command(self) -> tuple[list[str], dict[int, int | str]]:
         child_fds: dict[int, int | str] = {0: 0, 1: 1, 2: 2, LIFELINE_FD: "w"}
@@ -212,10 +214,37 @@ class WorkerPool(Service):
         self._children[number] = child
         self._reactor.spawnProcess(child, argv[0], argv, env=env, childFDs=child_fds)
 
+    def replace(self, config: Config) -> Deferred:
+        """Restart the workers one at a time on `config` (a reload's new settings).
+
+        A worker's settings are fixed when it starts, so a reload reaches the
+        workers by replacing them; each drains its requests as on any stop,
+        and the others serve meanwhile.
+        """
+        self._config = config
+        return Deferred.fromCoroutine(self._replace_each())
+
+    async def _replace_each(self) -> None:
+        for number in sorted(self._children):
+            child = self._children.get(number)
+            if child is None or not self.running:
+                continue
+            self._retiring.add(child)
+            _signal(child, signal.SIGTERM)
+            killer = self._reactor.callLater(STOP_TIMEOUT, _signal, child, signal.SIGKILL)
+            await child.ended
+            _cancel_call(None, killer)
+            if self.running:
+                self._spawn(number)
+                _log.info("worker {number} restarted with the reloaded settings", number=number)
+
     def _ended(self, child: _Child, reason: Failure) -> None:
         if self._children.get(child.number) is not child:
             return
         del self._children[child.number]
+        if child in self._retiring:
+            self._retiring.discard(child)
+            return
         if not self.running:
             return
         failures = self._failures.get(child.number, 0) + 1

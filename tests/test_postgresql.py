@@ -278,6 +278,28 @@ def test_workers_stop_with_the_parent(processes):
     wait_for(lambda: not any(alive(pid) for pid in children), 15, "the worker stopped")
 
 
+def test_sighup_reaches_the_workers_by_restarting_them_on_the_new_settings(
+    processes, pg, tmp_path
+):
+    config = tmp_path / "ocireg.toml"
+    config.write_text(f'database = "{pg.dsn}"\nworkers = 2\nlog_level = "info"\n')
+    process = processes("--config", str(config))
+    (before,) = wait_for(lambda: child_pids(process.process.pid), 15, "a worker started")
+
+    config.write_text(f'database = "{pg.dsn}"\nworkers = 2\nlog_level = "warn"\n')
+    process.process.send_signal(signal.SIGHUP)
+
+    after = wait_for(
+        lambda: [pid for pid in child_pids(process.process.pid) if pid != before],
+        30, "a new worker on the reloaded settings",
+    )
+    wait_for(lambda: not alive(before), 15, "the old worker stopped")
+    assert "restarted with the reloaded settings" in process.log()
+    assert len(after) == 1
+    for _ in range(4):
+        assert call("GET", process.url + "/v2/")[0] == 200
+
+
 def child_pids(parent: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
