@@ -547,3 +547,23 @@ async def test_command_logs_in_with_user_and_password(auth_server, monkeypatch):
     monkeypatch.delenv("OCIREG_PASSWORD")
     code, text = await ocireg("--user", "bob", "repo", "list")
     assert code == cli.EXIT_USAGE and "OCIREG_PASSWORD" in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_access_log_names_the_user_of_a_bearer_token(auth_server):
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        issued = await _token(auth_server, "bob", "repository:team/app:pull")
+        response = await bearer(auth_server, issued["token"]).request(
+            "GET", "/v2/team/app/tags/list?by-token"
+        )
+        await response.content()
+        deadline = time.monotonic() + 5
+        while not any(e.get("path", "").endswith("?by-token") for e in events):
+            assert time.monotonic() < deadline, "no access log event"
+            await sleep(0.05)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    (logged,) = [e for e in events if e.get("access") and e["path"].endswith("?by-token")]
+    assert logged["user"] == "bob"

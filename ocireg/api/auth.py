@@ -169,6 +169,8 @@ class RequestAccess:
         if isinstance(outcome, RegistryError):
             raise outcome
         assert isinstance(outcome, Principal)
+        # For the access log: a token's user is not in the Authorization header.
+        request.ocireg_user = outcome.user  # type: ignore[attr-defined]
         return outcome
 
     # May they

@@ -73,7 +73,8 @@ def record_of(
 ) -> RequestRecord:
     """The record of `request`, which took `duration` seconds and received `received` bytes."""
     route, arguments = _route(request)
-    user = request.getUser()
+    # Who authenticated (a token names its user only inside); else Basic's user.
+    user = getattr(request, "ocireg_user", None) or request.getUser().decode("utf-8", "replace")
     return RequestRecord(
         method=request.method.decode("latin-1"),
         path=request.uri.decode("latin-1")[:MAX_PATH],
@@ -83,7 +84,7 @@ def record_of(
         sent=request.sentLength,
         duration=max(duration, 0.0),
         client=_client(request),
-        user=user.decode("utf-8", "replace") if user else None,
+        user=user or None,
         repository=arguments.get("name"),
         reference=arguments.get("reference"),
         completed=completed,
