@@ -69,7 +69,9 @@ class Options(usage.Options):
                 return
             self["config_object"] = self.load_config()
         except (ConfigError, ValueError) as e:
-            raise usage.UsageError(str(e)) from None
+            # A bad setting, not a misused option: say which, without the
+            # usage text twistd prints around a UsageError.
+            raise SystemExit(f"ocireg: {e}") from None
 
     def load_config(self) -> Config:
         """The settings of the config file and the command line; read again on each reload."""
