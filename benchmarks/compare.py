@@ -396,7 +396,11 @@ def populate_ocireg(target: Target, repo: str, tags: int, repositories: int) -> 
 
 
 def populate_distribution(target: Target, repo: str, tags: int, repositories: int) -> None:
-    """The same for distribution: the link files its tag and repository pushes write."""
+    """The same for distribution: the link files its tag and repository pushes write.
+
+    A new repository is a copy of `repo`'s directory (its layer, revision and
+    tag links): call with `tags` = 1 when `repositories` > 1.
+    """
     root = target.data_dir / "docker/registry/v2/repositories"
     tag_dir = root / repo / "_manifests/tags"
     current = (tag_dir / "latest/current/link").read_text()
@@ -409,7 +413,7 @@ def populate_distribution(target: Target, repo: str, tags: int, repositories: in
         index.mkdir(parents=True)
         (index / "link").write_text(current)
     for k in range(repositories - 1):
-        shutil.copytree(root / repo, root / f"{repo}-r{k}", ignore=shutil.ignore_patterns("t*"))
+        shutil.copytree(root / repo, root / f"{repo}-r{k}")
 
 
 def scaling(bench: Bench, targets: list[Target], tags: int, repositories: int,
@@ -577,6 +581,13 @@ def check_tools(names: list[str]) -> None:
         raise SystemExit(f"missing {', '.join(missing)}: apt-get install -y {' '.join(missing)}")
 
 
+def title(args: argparse.Namespace, load: float, began: float) -> str:
+    return (f"ocireg vs {DISTRIBUTION}: {args.repeat} repeat(s), medians; "
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
+            f"{load:.2f} at start, {os.getloadavg()[0]:.2f} at end, "
+            f"{time.monotonic() - began:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_tools(args.names)
@@ -600,18 +611,20 @@ def main(argv: list[str] | None = None) -> int:
                     for target in rotate(targets, run):
                         row.samples.setdefault(target.name, []).append(
                             timed(target, figure, run))
+            print_table(title(args, load, began), figures, rows, args.names)
             if not (args.quick or args.no_scaling):
                 for tags, repositories in ((10, 1), (1000, 1), (100_000, 1), (1, 10),
                                            (1, 10_000)):
                     label = f"manifest GET, {tags:,} tags, {repositories:,} repositories"
                     row = scale_rows[label] = Row()
-                    for name, sample in scaling(bench, targets, tags, repositories, 0).items():
+                    try:
+                        found = scaling(bench, targets, tags, repositories, 0)
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                        # One broken configuration leaves the others' figures standing.
+                        print(f"{label}: failed: {e}", file=sys.stderr)
+                        continue
+                    for name, sample in found.items():
                         row.samples[name] = [sample]
-    title = (f"ocireg vs {DISTRIBUTION}: {args.repeat} repeat(s), medians; "
-             f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
-             f"{load:.2f} at start, {os.getloadavg()[0]:.2f} at end, "
-             f"{time.monotonic() - began:.0f} s")
-    print_table(title, figures, rows, args.names)
     if scale_rows:
         scale_figures = [Figure(label, "req/s", True, None, bench.manifest_get)
                          for label in scale_rows]
