@@ -27,11 +27,15 @@ class UploadInUse(Exception):
 class IMetadataStore(Interface):
     """Where blobs', manifests', repositories' and uploads' metadata live."""
 
-    def transact(interaction) -> object:
+    def transact(interaction, readonly=False) -> object:
         """Run `await interaction(txn)` in one transaction.
 
         Returns a Deferred of its result. The transaction commits when the
         interaction returns and rolls back when it raises.
+
+        `readonly` promises that the interaction only reads (no writes, no
+        locks): a store may then spare the transaction's own overhead, and an
+        interaction of one statement still reads one consistent snapshot.
         """
 
     def close() -> object:

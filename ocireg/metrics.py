@@ -176,15 +176,19 @@ class MeasuredMetadataStore:
         self._metrics = metrics
         self._clock = clock
 
-    def transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> Deferred:
-        return Deferred.fromCoroutine(self._transact(interaction))
+    def transact(
+        self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
+    ) -> Deferred:
+        return Deferred.fromCoroutine(self._transact(interaction, readonly))
 
-    async def _transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> T:
+    async def _transact(
+        self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool
+    ) -> T:
         started = self._clock.seconds()
         self._metrics.transactions_in_progress.inc()
         outcome = "rolled_back"
         try:
-            result = await self._store.transact(interaction)
+            result = await self._store.transact(interaction, readonly=readonly)
             outcome = "committed"
             return result
         finally:

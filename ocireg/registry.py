@@ -85,7 +85,10 @@ class Registry:
             generation = cache.generation
         validate_name(name)
         parsed = Digest.parse(digest)
-        size = await self.metadata.transact(lambda txn: versions.blob_size(txn, name, parsed))
+        # One SELECT, read-only: the store may skip BEGIN and COMMIT (round trips on a network).
+        size = await self.metadata.transact(
+            lambda txn: versions.blob_size(txn, name, parsed), readonly=True
+        )
         if cache is not None:
             cache.put(key, (parsed, size), 200, generation)
         return parsed, size
@@ -269,8 +272,9 @@ class Registry:
             generation = cache.generation
         validate_name(name)
         _validate_reference(reference)
+        # One SELECT, read-only: the store may skip BEGIN and COMMIT (round trips on a network).
         manifest = await self.metadata.transact(
-            lambda txn: versions.get_manifest(txn, name, reference)
+            lambda txn: versions.get_manifest(txn, name, reference), readonly=True
         )
         if cache is not None:
             cache.put(key, manifest, len(manifest.body) + 200, generation)

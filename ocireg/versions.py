@@ -204,27 +204,22 @@ async def check_writable(txn: ITransaction, base_path: str) -> None:
         _refuse_pinned(view, base_path)
 
 
-async def _held(
-    txn: ITransaction, repository_id: int, version: int, kind: str, names: Iterable[str]
-) -> set[str]:
-    """Which of `names` (of `kind`) version `version` holds."""
-    found: set[str] = set()
-    for chunk in _chunks(sorted(set(names))):
-        rows = await txn.execute(
-            "SELECT name FROM repository_content WHERE repository_id = ? AND kind = ? "
-            "AND version_added <= ? AND (version_removed IS NULL OR version_removed > ?) "
-            f"AND name IN ({_marks(len(chunk))})",
-            (repository_id, kind, version, version, *chunk),
-        )
-        found.update(r[0] for r in rows)
-    return found
-
-
-async def _shown(txn: ITransaction, view: View, kind: str, names: Iterable[str]) -> set[str]:
-    """Which of `names` (of `kind`) `view` shows."""
-    if view.pinned is None:
-        return await _visible(txn, view.repository.id, kind, names)
-    return await _held(txn, view.repository.id, view.pinned, kind, names)
+#: The SQL condition that distribution `d` shows the {kind} whose digest is
+#: the column {digest}: an unpinned distribution shows the latest version and
+#: the staging version, a pinned one its version alone (see `View`). Each
+#: branch is an EXISTS of its own so that the latest version's can use the
+#: index of current rows.
+_SHOWN = (
+    "(d.version IS NULL AND ("
+    "EXISTS (SELECT 1 FROM repository_content c WHERE c.repository_id = d.repository_id "
+    "AND c.kind = '{kind}' AND c.name = {digest} AND c.version_removed IS NULL) "
+    "OR EXISTS (SELECT 1 FROM staged_content s WHERE s.repository_id = d.repository_id "
+    "AND s.kind = '{kind}' AND s.digest = {digest})) "
+    "OR d.version IS NOT NULL AND "
+    "EXISTS (SELECT 1 FROM repository_content c WHERE c.repository_id = d.repository_id "
+    "AND c.kind = '{kind}' AND c.name = {digest} AND c.version_added <= d.version "
+    "AND (c.version_removed IS NULL OR c.version_removed > d.version)))"
+)
 
 
 def _in_view(view: View, alias: str = "") -> tuple[str, tuple]:
@@ -302,17 +297,25 @@ async def _stage(
 # Blobs
 
 
+_BLOB_SIZE = (
+    "SELECT b.size FROM distributions d JOIN blobs b ON b.digest = ? "
+    "WHERE d.base_path = ? AND " + _SHOWN.format(kind="blob", digest="b.digest")
+)
+
+
 async def blob_size(txn: ITransaction, name: str, digest: Digest) -> int:
-    """The size of blob `digest` as repository `name` sees it, or BLOB_UNKNOWN."""
-    view = await find_view(txn, name)
-    if view is not None:
-        text = str(digest)
-        if await _shown(txn, view, "blob", [text]):
-            rows = await txn.execute("SELECT size FROM blobs WHERE digest = ?", (text,))
-            if rows:
-                return rows[0][0]
+    """The size of blob `digest` as repository `name` sees it, or BLOB_UNKNOWN.
+
+    One statement (distribution, visibility and size together): on a
+    networked database each statement is a round trip, and blob HEADs are
+    among the hottest reads.
+    """
+    text = str(digest)
+    rows = await txn.execute(_BLOB_SIZE, (text, name))
+    if rows:
+        return rows[0][0]
     raise RegistryError(BLOB_UNKNOWN, f"blob {digest} is not in repository {name!r}",
-                        {"digest": str(digest)})
+                        {"digest": text})
 
 
 async def stage_blob(
@@ -420,37 +423,52 @@ async def stage_manifest(txn: ITransaction, name: str, manifest: Manifest, now: 
     await _stage(txn, repository, "manifest", str(manifest.digest), now)
 
 
-async def resolve(txn: ITransaction, name: str, reference: str) -> tuple[Repository, str]:
-    """The repository and manifest digest that `reference` (a tag or digest) names in `name`."""
-    view = await find_view(txn, name)
-    if view is not None:
-        repository = view.repository
-        if ":" in reference:
-            if await _shown(txn, view, "manifest", [reference]):
-                return repository, reference
-        else:
-            condition, params = _in_view(view)
-            rows = await txn.execute(
-                "SELECT digest FROM repository_content WHERE repository_id = ? AND kind = 'tag' "
-                "AND name = ?" + condition,
-                (repository.id, reference, *params),
-            )
-            if rows:
-                return repository, rows[0][0]
-    raise RegistryError(
-        MANIFEST_UNKNOWN,
-        f"manifest {reference!r} is not in repository {name!r}",
-        {"name": name, "reference": reference},
-    )
+_MANIFEST_BY_DIGEST = (
+    "SELECT m.digest, m.media_type, m.body FROM distributions d "
+    "JOIN manifests m ON m.digest = ? "
+    "WHERE d.base_path = ? AND " + _SHOWN.format(kind="manifest", digest="m.digest")
+)
+
+#: Two branches rather than one condition on d.version, so that the unpinned
+#: one (`version_removed IS NULL`) can use the index of current rows: a
+#: repository may hold many tags and many versions. The manifest is joined
+#: outside them so that each branch starts from the distribution, and the
+#: branch that does not apply finds no distribution row and costs nothing.
+_MANIFEST_BY_TAG = (
+    "SELECT t.digest, m.media_type, m.body FROM ("
+    "SELECT c.digest FROM distributions d "
+    "JOIN repository_content c ON c.repository_id = d.repository_id AND c.kind = 'tag' "
+    "AND c.name = ? AND c.version_removed IS NULL "
+    "WHERE d.base_path = ? AND d.version IS NULL "
+    "UNION ALL "
+    "SELECT c.digest FROM distributions d "
+    "JOIN repository_content c ON c.repository_id = d.repository_id AND c.kind = 'tag' "
+    "AND c.name = ? AND c.version_added <= d.version "
+    "AND (c.version_removed IS NULL OR c.version_removed > d.version) "
+    "WHERE d.base_path = ? AND d.version IS NOT NULL"
+    ") t JOIN manifests m ON m.digest = t.digest"
+)
 
 
 async def get_manifest(txn: ITransaction, name: str, reference: str) -> StoredManifest:
-    """The manifest that `reference` names in repository `name`, or MANIFEST_UNKNOWN."""
-    _, digest = await resolve(txn, name, reference)
-    rows = await txn.execute(
-        "SELECT media_type, body FROM manifests WHERE digest = ?", (digest,)
-    )
-    media_type, body = rows[0]
+    """The manifest that `reference` (a tag or digest) names in repository `name`.
+
+    MANIFEST_UNKNOWN when `name` serves no such manifest (no such
+    distribution included). One statement either way: on a networked
+    database each statement is a round trip, and manifest GETs are the
+    hottest read of a pull.
+    """
+    if ":" in reference:
+        rows = await txn.execute(_MANIFEST_BY_DIGEST, (reference, name))
+    else:
+        rows = await txn.execute(_MANIFEST_BY_TAG, (reference, name, reference, name))
+    if not rows:
+        raise RegistryError(
+            MANIFEST_UNKNOWN,
+            f"manifest {reference!r} is not in repository {name!r}",
+            {"name": name, "reference": reference},
+        )
+    digest, media_type, body = rows[0]
     return StoredManifest(Digest.parse(digest), media_type, bytes(body))
 
 

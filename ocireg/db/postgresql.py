@@ -18,6 +18,12 @@ Concurrency. PostgreSQL runs transactions in READ COMMITTED; the domain's
 `SELECT … FOR UPDATE` on a repository row serialises version creation per
 repository. A transaction that PostgreSQL rolls back as a deadlock or
 serialisation victim is run again, a few times.
+
+Read-only interactions (`transact(..., readonly=True)`) send no BEGIN and no
+COMMIT: each statement is then a transaction of its own, which saves the
+COMMIT's round trip. For one statement that is exactly one transaction; for
+several, each reads its own snapshot, as READ COMMITTED's statements do
+inside a transaction anyway.
 """
 
 from __future__ import annotations
@@ -169,13 +175,15 @@ class _Detector(reconnection.DeadConnectionDetector):
 class _Transaction:
     for_update = " FOR UPDATE"
 
-    def __init__(self, cursor: txpostgres.Cursor) -> None:
+    def __init__(self, cursor: txpostgres.Cursor, readonly: bool = False) -> None:
         self._cursor = cursor
+        #: Whether statements run on their own, without BEGIN (see the module's doc).
+        self._readonly = readonly
         self.begun = False
 
     async def execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         query = to_pyformat(sql)
-        if not self.begun:
+        if not self.begun and not self._readonly:
             # BEGIN rides along with the first statement: one round trip fewer.
             query = "BEGIN; " + query
             self.begun = True
@@ -186,7 +194,9 @@ class _Transaction:
 
 
 async def _run_transaction(
-    connection: _Connection, interaction: Callable[[ITransaction], Awaitable[T]]
+    connection: _Connection,
+    interaction: Callable[[ITransaction], Awaitable[T]],
+    readonly: bool = False,
 ) -> T:
     """`interaction` in one transaction on `connection`, which no one else is using.
 
@@ -195,7 +205,7 @@ async def _run_transaction(
     mid-transaction; here that failure is the transaction's error instead.
     """
     cursor = connection.cursor()
-    txn = _Transaction(cursor)
+    txn = _Transaction(cursor, readonly)
     try:
         result = await interaction(txn)
     except BaseException as e:
@@ -255,13 +265,17 @@ class PostgreSQLMetadataStore:
         await txn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
         await migrate(txn, "postgresql")
 
-    def transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> Deferred:
-        return Deferred.fromCoroutine(self._transact(interaction))
+    def transact(
+        self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
+    ) -> Deferred:
+        return Deferred.fromCoroutine(self._transact(interaction, readonly))
 
-    async def _transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> T:
+    async def _transact(
+        self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
+    ) -> T:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return await self._attempt(interaction)
+                return await self._attempt(interaction, readonly)
             except psycopg2.extensions.TransactionRollbackError:
                 if attempt == _ATTEMPTS:
                     raise
@@ -269,7 +283,9 @@ class PostgreSQLMetadataStore:
                 await deferLater(self._reactor, random.uniform(0.005, 0.05) * attempt)
         raise AssertionError("unreachable")
 
-    async def _attempt(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> T:
+    async def _attempt(
+        self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
+    ) -> T:
         await self._semaphore.acquire()
         connection = self._checkout()
         timer = None
@@ -283,7 +299,9 @@ class PostgreSQLMetadataStore:
             try:
                 # Through the detector, so that a connection failure starts the reconnection.
                 return await connection.detector.callChecking(
-                    lambda: Deferred.fromCoroutine(_run_transaction(connection, interaction))
+                    lambda: Deferred.fromCoroutine(
+                        _run_transaction(connection, interaction, readonly)
+                    )
                 )
             except Exception as e:
                 if _is_connection_failure(Failure(e)):

@@ -123,7 +123,11 @@ class SQLiteMetadataStore:
     async def _migrate(self) -> None:
         await self.transact(lambda txn: migrate(txn, "sqlite"))
 
-    def transact(self, interaction: Callable[[ITransaction], Awaitable[T]]) -> Deferred:
+    def transact(
+        self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
+    ) -> Deferred:
+        # `readonly` changes nothing here: reads already share the group's
+        # one thread hop and transaction, which cost no round trip.
         if self._closed:
             return fail(RuntimeError("the metadata store is closed"))
         d: Deferred = Deferred()
