@@ -112,3 +112,14 @@ class RegistryProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout)
+
+
+def wait_for(condition, what: str, timeout: float = 30.0, log=lambda: ""):
+    """`condition()`'s first true value, polled until `timeout` s; else fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log()}")

@@ -25,6 +25,7 @@ from tests.support import (
     free_port,
     ocireg_environment,
     twistd_command,
+    wait_for,
 )
 
 #: How long any one wait in these tests may take.
@@ -38,16 +39,6 @@ STOPPED_CLEANLY = (0, -signal.SIGTERM)
 def _write_config(path: Path, **settings: object) -> Path:
     path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items()))
     return path
-
-
-def _wait_for(condition, what: str, timeout: float = WAIT, log=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log()}")
 
 
 @pytest.fixture
@@ -205,10 +196,10 @@ def test_sigterm_lets_an_upload_in_flight_finish_before_exiting(tmp_path, proces
     location = _open_upload(server, "team/app")
     sock = _slow_patch(server, location, len(body), body[:100_000])
     with sock:
-        _wait_for(lambda: _upload_file(server, location).stat().st_size == 100_000,
+        wait_for(lambda: _upload_file(server, location).stat().st_size == 100_000,
                   "the first bytes to reach the upload", log=server.log)
         server.process.send_signal(signal.SIGTERM)
-        _wait_for(lambda: _refuses_connections(server), "the port to stop accepting",
+        wait_for(lambda: _refuses_connections(server), "the port to stop accepting",
                   log=server.log)
         assert server.process.poll() is None, "exited with a request in flight"
 
@@ -230,7 +221,7 @@ def test_upload_cut_off_by_sigterm_resumes_after_restart(tmp_path, processes):
     sent = 200_000
     location = _open_upload(first, "team/app")
     with _slow_patch(first, location, len(body), body[:sent]):
-        _wait_for(lambda: _upload_file(first, location).stat().st_size == sent,
+        wait_for(lambda: _upload_file(first, location).stat().st_size == sent,
                   "the first bytes to reach the upload", log=first.log)
         started = time.monotonic()
         first.process.send_signal(signal.SIGTERM)
@@ -274,12 +265,12 @@ def test_sighup_applies_a_new_log_level_and_says_so(tmp_path, processes):
     server = _start(processes, RegistryProcess(tmp_path / "data", command=twistd_command),
                     "--config", str(config))
     _get(server.url + "/v2/?before-reload")
-    _wait_for(lambda: "/v2/?before-reload" in server.log(), "the access log line",
+    wait_for(lambda: "/v2/?before-reload" in server.log(), "the access log line",
               log=server.log)
 
     _write_config(config, log_level="warn", shutdown_timeout=5)
     server.process.send_signal(signal.SIGHUP)
-    _wait_for(lambda: "reloaded log_level: log level info -> warn" in server.log(),
+    wait_for(lambda: "reloaded log_level: log level info -> warn" in server.log(),
               "the reload to be logged", log=server.log)
     assert "settings that need a restart to take effect: shutdown_timeout" in server.log()
     _get(server.url + "/v2/?after-reload")
@@ -287,7 +278,7 @@ def test_sighup_applies_a_new_log_level_and_says_so(tmp_path, processes):
     # shows that the log is still written, and the request was not.
     _write_config(config, log_level="loud")
     server.process.send_signal(signal.SIGHUP)
-    _wait_for(lambda: "reload refused" in server.log(), "the bad reload to be refused",
+    wait_for(lambda: "reload refused" in server.log(), "the bad reload to be refused",
               log=server.log)
     log = server.log()
     assert "/v2/?after-reload" not in log

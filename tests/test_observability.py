@@ -6,7 +6,6 @@ import json
 import shutil
 import socket
 import sqlite3
-import time
 import urllib.error
 import urllib.request
 
@@ -18,10 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from ocireg.api.observe import RequestRecord
 from ocireg.metrics import OTHER, RegistryMetrics
 from tests.api_helpers import make_image, push_image
-from tests.support import RegistryProcess, free_port, twistd_command
+from tests.support import RegistryProcess, free_port, twistd_command, wait_for
 
 MANIFEST_ROUTE = "/v2/<path:name>/manifests/<reference>"
-WAIT = 20.0
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -42,16 +40,6 @@ def _get(url: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-
-
-def _wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -150,10 +138,10 @@ def test_uploads_in_progress_counts_a_body_while_it_streams(tmp_path, processes)
             f"PATCH {location} HTTP/1.1\r\nHost: {server.host}\r\n"
             "Content-Length: 1000\r\n\r\n".encode() + b"x" * 500
         )
-        _wait_for(lambda: in_progress() == 1, "the upload to count")
+        wait_for(lambda: in_progress() == 1, "the upload to count")
         sock.sendall(b"x" * 500)
         assert b" 202 " in sock.recv(4096).split(b"\r\n")[0] + b" "
-    _wait_for(lambda: in_progress() == 0, "the upload to end")
+    wait_for(lambda: in_progress() == 0, "the upload to end")
 
 
 # Health and readiness
@@ -179,7 +167,7 @@ def test_readyz_is_unready_while_the_metadata_database_is_locked(tmp_path, proce
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    _wait_for(lambda: _get(server.url + "/readyz")[0] == 200, "readiness to come back")
+    wait_for(lambda: _get(server.url + "/readyz")[0] == 200, "readiness to come back")
 
 
 def test_readyz_is_unready_when_the_blob_store_directory_is_gone(tmp_path, processes):
@@ -223,7 +211,7 @@ def test_json_log_format_writes_each_request_as_one_object_with_its_fields(tmp_p
         return [e for e in lines if e.get("namespace") == "ocireg.access"
                 and e.get("path") == "/v2/team/app/tags/list"]
 
-    [event] = _wait_for(access_events, "the request's log event")
+    [event] = wait_for(access_events, "the request's log event")
     assert event["method"] == "GET"
     assert event["status"] == 404
     assert event["route"] == "/v2/<path:name>/tags/list"
