@@ -8,7 +8,7 @@ blob store. Nothing here knows of HTTP.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import attrs
@@ -74,24 +74,35 @@ class Registry:
 
     # Blobs
 
-    async def blob_size(self, name: str, digest: str) -> tuple[Digest, int]:
-        key = ("blob", name, digest)
+    async def _remembered(
+        self, key: tuple, read: Callable[[], Awaitable[T]], size: Callable[[T], int]
+    ) -> T:
+        """`await read()`, or what it gave last time if the store has not changed since.
+
+        Only answers are remembered: a read that raises (invalid, unknown) is not.
+        """
         cache = self.cache
-        if cache is not None:
-            # Only what passed validation and was found is ever remembered.
-            found = cache.get(key)
-            if found is not None:
-                return found
-            generation = cache.generation
-        validate_name(name)
-        parsed = Digest.parse(digest)
-        # One SELECT, read-only: the store may skip BEGIN and COMMIT (round trips on a network).
-        size = await self.metadata.transact(
-            lambda txn: versions.blob_size(txn, name, parsed), readonly=True
-        )
-        if cache is not None:
-            cache.put(key, (parsed, size), 200, generation)
-        return parsed, size
+        if cache is None:
+            return await read()
+        found = cache.get(key)
+        if found is not None:
+            return found
+        generation = cache.generation
+        value = await read()
+        cache.put(key, value, size(value), generation)
+        return value
+
+    async def blob_size(self, name: str, digest: str) -> tuple[Digest, int]:
+        async def read() -> tuple[Digest, int]:
+            validate_name(name)
+            parsed = Digest.parse(digest)
+            # One SELECT, read-only: the store may skip BEGIN and COMMIT.
+            size = await self.metadata.transact(
+                lambda txn: versions.blob_size(txn, name, parsed), readonly=True
+            )
+            return parsed, size
+
+        return await self._remembered(("blob", name, digest), read, lambda _: 200)
 
     async def open_blob(self, name: str, digest: str):
         """The size of a blob `name` holds, and a file to read it from."""
@@ -263,22 +274,17 @@ class Registry:
     # Manifests
 
     async def get_manifest(self, name: str, reference: str) -> versions.StoredManifest:
-        key = ("manifest", name, reference)
-        cache = self.cache
-        if cache is not None:
-            found = cache.get(key)
-            if found is not None:
-                return found
-            generation = cache.generation
-        validate_name(name)
-        _validate_reference(reference)
-        # One SELECT, read-only: the store may skip BEGIN and COMMIT (round trips on a network).
-        manifest = await self.metadata.transact(
-            lambda txn: versions.get_manifest(txn, name, reference), readonly=True
+        async def read() -> versions.StoredManifest:
+            validate_name(name)
+            _validate_reference(reference)
+            # One SELECT, read-only: the store may skip BEGIN and COMMIT.
+            return await self.metadata.transact(
+                lambda txn: versions.get_manifest(txn, name, reference), readonly=True
+            )
+
+        return await self._remembered(
+            ("manifest", name, reference), read, lambda m: len(m.body) + 200
         )
-        if cache is not None:
-            cache.put(key, manifest, len(manifest.body) + 200, generation)
-        return manifest
 
     async def put_manifest(
         self, name: str, reference: str, body: bytes, content_type: str
