@@ -84,6 +84,10 @@ class LogOutput:
     def level(self) -> str:
         return self._level
 
+    def writes(self, level: LogLevel, namespace: str) -> bool:
+        """Whether an event of `level` in `namespace` gets past the level filter."""
+        return level >= self._predicate.logLevelForNamespace(namespace)
+
     def set_level(self, level: str) -> None:
         self._predicate.setLogLevelForNamespace("", _level(level))
         self._level = level

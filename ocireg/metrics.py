@@ -58,6 +58,25 @@ class BoundedLabel:
         return value
 
 
+class _Labelled:
+    """`metric.labels(*values)`, remembered.
+
+    prometheus_client checks and locks at each `labels` call, which showed in
+    profiles of the per-request observers. Label values are bounded, so the
+    memory is too.
+    """
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Counter | Histogram] = {}
+
+    def __call__(self, *values: str) -> Counter | Histogram:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class _CallbackCollector(Collector):
     """Gauges read at scrape time from `read`, which gives (name, help, value) triples."""
 
@@ -127,6 +146,12 @@ class RegistryMetrics:
             "Metadata store transactions asked for and not yet finished (waiting included).",
             registry=registry,
         )
+        self._requests = _Labelled(self.requests)
+        self._cut_off = _Labelled(self.cut_off)
+        self._duration = _Labelled(self.duration)
+        self._pushes = _Labelled(self.pushes)
+        self._pulls = _Labelled(self.pulls)
+        self._blob_downloads = _Labelled(self.blob_downloads)
 
     def add_collector(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
         """Gauges whose values `read` gives at each scrape; `read` must be cheap and not block."""
@@ -142,20 +167,20 @@ class RegistryMetrics:
             self.uploads.dec()
         self.received.inc(record.received)
         self.sent.inc(record.sent)
-        self.duration.labels(route, method).observe(record.duration)
+        self._duration(route, method).observe(record.duration)
         if not record.completed:
-            self.cut_off.labels(route, method).inc()
+            self._cut_off(route, method).inc()
             return
-        self.requests.labels(route, method, str(record.status)).inc()
+        self._requests(route, method, str(record.status)).inc()
         if record.repository is None or record.status >= 300:
             return
         if route == _MANIFEST_ROUTE:
             if method == "PUT" and record.reference and not is_digest(record.reference):
-                self.pushes.labels(self._repository(record.repository)).inc()
+                self._pushes(self._repository(record.repository)).inc()
             elif method == "GET":
-                self.pulls.labels(self._repository(record.repository)).inc()
+                self._pulls(self._repository(record.repository)).inc()
         elif route == _BLOB_ROUTE and method == "GET":
-            self.blob_downloads.labels(self._repository(record.repository)).inc()
+            self._blob_downloads(self._repository(record.repository)).inc()
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text format."""

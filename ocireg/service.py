@@ -175,12 +175,14 @@ class RegistryService(MultiService):
         reactor=None,
         listeners: tuple[Listener, ...] = (),
         metrics: RegistryMetrics | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self._config = config
         self.metrics = metrics or RegistryMetrics(CollectorRegistry(), config.metrics_repositories)
+        self._request_log = request_log or RequestLog()
         self._site: RegistrySite | None = None
         self._admin_ports: list = []
         self._stopping = False
@@ -223,7 +225,7 @@ class RegistryService(MultiService):
             del on_main[b"metrics"]
         self._auth = await open_auth(self._config, self._reactor)
         site = self._site = build_site(
-            self._registry, on_main, (RequestLog(), self.metrics), self._reactor,
+            self._registry, on_main, (self._request_log, self.metrics), self._reactor,
             RequestAccess(self._auth.authoriser), self._config.auth_token_path,
             self.housekeeping,
         )

@@ -15,6 +15,7 @@ from ocireg.logoutput import LogOutput
 from ocireg.metrics import RegistryMetrics
 from ocireg.notify import SystemdNotifier
 from ocireg.reload import Reloader
+from ocireg.requestlog import RequestLog
 from ocireg.service import RegistryService
 from ocireg.workers import config_from_environment, parse_listeners
 
@@ -95,10 +96,13 @@ def makeService(options: Options) -> IService:
     config: Config = options["config_object"]
     worker = bool(options["listeners"])
     metrics = RegistryMetrics(CollectorRegistry(), config.metrics_repositories)
-    service = RegistryService(config, reactor, listeners=options["listeners"], metrics=metrics)
+    log_output = LogOutput(config.log_format, config.log_level, sys.stdout)
+    service = RegistryService(
+        config, reactor, listeners=options["listeners"], metrics=metrics,
+        request_log=RequestLog(written=log_output.writes),
+    )
     # Only the main process speaks to the service manager; systemd ignores
     # (and complains of) notifications from other processes.
     notifier = SystemdNotifier(None if worker else os.environ.get("NOTIFY_SOCKET"))
-    log_output = LogOutput(config.log_format, config.log_level, sys.stdout)
     return Daemon(service, notifier, log_output, Reloader(options.load_config, config), reactor)
 

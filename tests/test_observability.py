@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
@@ -13,9 +14,12 @@ import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.logger import Logger, LogPublisher
 
 from ocireg.api.observe import RequestRecord
+from ocireg.logoutput import LogOutput
 from ocireg.metrics import OTHER, RegistryMetrics
+from ocireg.requestlog import RequestLog
 from tests.api_helpers import make_image, push_image
 from tests.support import RegistryProcess, free_port, twistd_command, wait_for
 
@@ -220,6 +224,18 @@ def test_json_log_format_writes_each_request_as_one_object_with_its_fields(tmp_p
     assert isinstance(event["duration_ms"], float)
     assert event["level"] == "info"
     assert '"GET /v2/team/app/tags/list" 404' in event["message"]
+
+
+def test_the_access_log_follows_the_log_level_and_its_reload():
+    stream = io.StringIO()
+    output = LogOutput("text", "warn", stream)
+    log = Logger(namespace="ocireg.access", observer=LogPublisher(output.observer))
+    access = RequestLog(log, written=output.writes)
+    access.request_done(_record("team/app", method="GET"))
+    assert stream.getvalue() == ""
+    output.set_level("info")
+    access.request_done(_record("team/app", method="GET"))
+    assert '"GET /v2/team/app/manifests/v1" 200' in stream.getvalue()
 
 
 def test_start_up_logs_the_effective_settings(tmp_path, processes):

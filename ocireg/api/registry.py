@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
-from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -13,6 +12,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from ocireg.api.auth import RequestAccess
 from ocireg.api.download import FileProducer, parse_range
 from ocireg.api.render import json_response
+from ocireg.api.routing import remembering_klein
 from ocireg.api.streaming import BufferedBody, RefusedBody, UploadBody
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import DELETE, PULL, PUSH
@@ -89,7 +89,7 @@ def _paginate(request: IRequest, path: str, items: list[str], limit: int | None)
 class RegistryAPI:
     """The `/v2/` routes, serving `registry`."""
 
-    app = Klein()
+    app = remembering_klein()
     # werkzeug would answer `//` in a name, or `/v2` without its slash, with
     # a redirect: for a push that could mean writing to another repository.
     # Match paths as they are; a malformed name is then NAME_INVALID or 404.
