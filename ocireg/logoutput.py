@@ -22,10 +22,10 @@ from twisted.logger import (
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
-    formatEvent,
-    textFileLogObserver,
 )
 from zope.interface import implementer
+
+from ocireg.logformat import event_text, text_file_observer
 
 #: The level names a config may use, least severe first.
 LEVELS = ("debug", "info", "warn", "error", "critical")
@@ -55,7 +55,7 @@ class JSONLinesObserver:
             + f".{int(timestamp % 1 * 1000):03d}Z",
             "level": getattr(level, "name", "info"),
             "namespace": event.get("log_namespace"),
-            "message": formatEvent(event),
+            "message": event_text(event),
         }
         for key, value in event.items():
             if key.startswith("log_") or key in _LEGACY_KEYS or key in record:
@@ -77,7 +77,7 @@ class LogOutput:
             raise ValueError(f"log format must be one of {', '.join(FORMATS)}")
         self._predicate = LogLevelFilterPredicate(defaultLogLevel=_level(level))
         self._level = level
-        output = JSONLinesObserver(stream) if format == "json" else textFileLogObserver(stream)
+        output = JSONLinesObserver(stream) if format == "json" else text_file_observer(stream)
         self.observer = FilteringLogObserver(output, [self._predicate])
 
     @property
