@@ -24,11 +24,23 @@ COMMIT: each statement is then a transaction of its own, which saves the
 COMMIT's round trip. For one statement that is exactly one transaction; for
 several, each reads its own snapshot, as READ COMMITTED's statements do
 inside a transaction anyway.
+
+Changes. After a transaction that changed rows (an INSERT, UPDATE or DELETE
+that touched at least one) commits, `on_change`'s callbacks run, before the
+transaction's caller resumes — as the SQLite store's do. Such a transaction
+commits with `NOTIFY ocireg_changes; COMMIT` in one round trip, so the
+notification costs no extra one, and transactions that wrote nothing send
+none. Other processes' changes arrive through a `ChangeListener`
+(`ocireg.db.pgchanges`), a connection of its own beside the pool's, which
+calls the same callbacks; `catch_up` tells whether it can have missed any.
+A COMMIT whose connection died under it may have committed: the callbacks
+run for it too.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import TypeVar
@@ -44,6 +56,7 @@ from txpostgres import reconnection, retrying, txpostgres
 from zope.interface import implementer
 
 from ocireg.db.migrations import migrate
+from ocireg.db.pgchanges import CHANNEL, ChangeListener
 from ocireg.errors import UNAVAILABLE, RegistryError
 from ocireg.interfaces import IMetadataStore, ITransaction
 
@@ -57,6 +70,10 @@ _MIGRATION_LOCK = 0x6F63_6972_6567
 
 #: Runs of a transaction that PostgreSQL rolled back as a deadlock victim.
 _ATTEMPTS = 4
+
+#: First words of the statements that may change rows; WITH may hold an INSERT,
+#: UPDATE or DELETE, so it counts too (at worst one invalidation too many).
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "WITH"})
 
 
 class DatabaseUnavailable(Exception):
@@ -87,6 +104,13 @@ def to_pyformat(sql: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+@lru_cache(maxsize=1024)
+def _may_write(sql: str) -> bool:
+    """Whether statement `sql` may change rows."""
+    words = sql.split(None, 1)
+    return bool(words) and words[0].upper() in _WRITES
 
 
 def describe_dsn(dsn: str) -> str:
@@ -180,6 +204,8 @@ class _Transaction:
         #: Whether statements run on their own, without BEGIN (see the module's doc).
         self._readonly = readonly
         self.begun = False
+        #: Whether a statement changed rows.
+        self.changed = False
 
     async def execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         query = to_pyformat(sql)
@@ -188,6 +214,8 @@ class _Transaction:
             query = "BEGIN; " + query
             self.begun = True
         cursor = await self._cursor.execute(query, params)
+        if not self.changed and _may_write(sql) and cursor.rowcount > 0:
+            self.changed = True
         if cursor.description is None:
             return []
         return cursor.fetchall()
@@ -197,8 +225,14 @@ async def _run_transaction(
     connection: _Connection,
     interaction: Callable[[ITransaction], Awaitable[T]],
     readonly: bool = False,
+    notify_and_commit: str = "COMMIT",
+    changed: Callable[[], object] = lambda: None,
 ) -> T:
     """`interaction` in one transaction on `connection`, which no one else is using.
+
+    When it changed rows, it commits with `notify_and_commit` (the store's
+    NOTIFY and COMMIT), and `changed` is called once that is answered,
+    whatever the answer.
 
     Not txpostgres' runInteraction: that one logs a failed rollback as an
     unhandled error, and a rollback fails every time the connection dies
@@ -216,7 +250,13 @@ async def _run_transaction(
                 raise rollback_error from e
         raise
     if txn.begun:
-        await cursor.execute("COMMIT")
+        if txn.changed:
+            try:
+                await cursor.execute(notify_and_commit)
+            finally:
+                changed()
+        else:
+            await cursor.execute("COMMIT")
     return result
 
 
@@ -232,6 +272,11 @@ class PostgreSQLMetadataStore:
         self._connections = [self._new_connection() for _ in range(size)]
         self._idle = list(self._connections)
         self._semaphore = DeferredSemaphore(size)
+        self._on_change: list[Callable[[], object]] = []
+        # A hex token: the listener of this process tells its own notifications by it.
+        token = secrets.token_hex(8)
+        self._notify_and_commit = f"NOTIFY {CHANNEL}, '{token}'; COMMIT"
+        self._listener = ChangeListener(dsn, reactor, token, self._changed, describe_dsn(dsn))
 
     def _new_connection(self) -> _Connection:
         detector = _Detector(self)
@@ -255,10 +300,36 @@ class PostgreSQLMetadataStore:
                         f"{' '.join(str(result.value).split()) or result.type.__name__}"
                     )
             await store.transact(store._migrate)
+            try:
+                await store._listener.start()
+            except psycopg2.Error as e:
+                raise DatabaseUnavailable(
+                    f"cannot listen for changes at {describe_dsn(dsn)}: "
+                    f"{' '.join(str(e).split()) or type(e).__name__}"
+                ) from None
         except BaseException:
             await store.close()
             raise
         return store
+
+    def on_change(self, callback: Callable[[], object]) -> None:
+        """Call `callback` after each committed change of rows, this process's or another's.
+
+        Also when this process may have missed others' changes: see `catch_up`.
+        """
+        self._on_change.append(callback)
+
+    def catch_up(self) -> bool:
+        """Report the changes already heard of; whether none can have gone unheard.
+
+        False while the connection that hears other processes' changes is
+        down: what was read before may be stale by now. Never waits.
+        """
+        return self._listener.catch_up()
+
+    def _changed(self) -> None:
+        for callback in self._on_change:
+            callback()
 
     @staticmethod
     async def _migrate(txn: ITransaction) -> None:
@@ -299,9 +370,10 @@ class PostgreSQLMetadataStore:
             try:
                 # Through the detector, so that a connection failure starts the reconnection.
                 return await connection.detector.callChecking(
-                    lambda: Deferred.fromCoroutine(
-                        _run_transaction(connection, interaction, readonly)
-                    )
+                    lambda: Deferred.fromCoroutine(_run_transaction(
+                        connection, interaction, readonly, self._notify_and_commit,
+                        self._changed,
+                    ))
                 )
             except Exception as e:
                 if _is_connection_failure(Failure(e)):
@@ -332,6 +404,7 @@ class PostgreSQLMetadataStore:
 
     async def close(self) -> None:
         self._closing = True
+        self._listener.close()
         for connection in self._connections:
             if connection._connection is not None:
                 connection.close()
