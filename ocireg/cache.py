@@ -11,25 +11,47 @@ A read that was under way while a change committed may carry the old
 answer: `put` refuses it unless the cache's generation is still the one the
 read started under.
 
-Only for a store that reports every committed change of the data it serves:
-the SQLite store, one process. Several processes on PostgreSQL would need the
-other processes' changes too (LISTEN/NOTIFY); they run without this cache.
+Only for a store that reports every committed change of the data it serves.
+The SQLite store is one process's and reports each commit. On PostgreSQL
+several processes (workers, hosts) share the database: the store reports its
+own commits and hears the others' through LISTEN/NOTIFY (see
+`ocireg.db.pgchanges`), and `current` — the store's `catch_up` — first
+takes in the notifications already arrived, then says whether it can have
+missed one (its listening connection is down): the cache then neither answers
+nor remembers, and it is emptied when listening resumes.
+
+What remains on PostgreSQL: another process's change reaches this one a
+little after its COMMIT was answered (PostgreSQL's delivery to the listening
+connection, typically well under a millisecond on one host). A read here in
+that window, of an answer kept from before, gets the old answer — as it would
+have had it arrived a moment earlier. A read in this process after its own
+commit always gets the new one.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
 
 class ReadCache(Generic[V]):
-    """At most `max_entries` answers holding at most `max_bytes`, least recently used out first."""
+    """At most `max_entries` answers holding at most `max_bytes`, least recently used out first.
 
-    def __init__(self, max_entries: int = 4096, max_bytes: int = 16 * 1024 * 1024) -> None:
+    `current`, when given, is asked before each `get` and `put`; while it
+    says False the cache neither answers nor remembers.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 4096,
+        max_bytes: int = 16 * 1024 * 1024,
+        current: Callable[[], bool] | None = None,
+    ) -> None:
         self._max_entries = max_entries
+        self._current = current
         self._max_bytes = max_bytes
         self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._bytes = 0
@@ -40,6 +62,8 @@ class ReadCache(Generic[V]):
         return len(self._entries)
 
     def get(self, key: Hashable) -> V | None:
+        if self._current is not None and not self._current():
+            return None
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -48,6 +72,9 @@ class ReadCache(Generic[V]):
 
     def put(self, key: Hashable, value: V, size: int, generation: int) -> None:
         """Remember `value` (`size` bytes or so), read under `generation`, if still current."""
+        if self._current is not None and not self._current():
+            return
+        # After `current`: a change it has just heard of makes `generation` old.
         if generation != self.generation or size > self._max_bytes:
             return
         old = self._entries.pop(key, None)

@@ -150,16 +150,21 @@ async def open_registry(config: Config, reactor) -> tuple[Registry, ThreadPool]:
     try:
         blobs = FilesystemBlobStore(config.data_dir, reactor, blob_pool)
         metadata: IMetadataStore
-        cache = None
+        cache: ReadCache
         if config.database:
-            metadata = await PostgreSQLMetadataStore.open(
+            pg = await PostgreSQLMetadataStore.open(
                 config.database, reactor, size=config.database_connections
             )
+            # It reports this process's commits and hears the others': see ocireg.cache.
+            cache = ReadCache(current=pg.catch_up)
+            pg.on_change(cache.invalidate)
+            metadata = pg
         else:
-            metadata = await SQLiteMetadataStore.open(config.sqlite_path, reactor)
+            lite = await SQLiteMetadataStore.open(config.sqlite_path, reactor)
             # One process, and the store reports each change it commits: see ocireg.cache.
             cache = ReadCache()
-            metadata.on_change(cache.invalidate)
+            lite.on_change(cache.invalidate)
+            metadata = lite
     except BaseException:
         blob_pool.stop()
         raise

@@ -1,0 +1,339 @@
+"""The read cache on PostgreSQL: several processes, one database, no stale answers kept.
+
+Two `RegistryService`s in the test's reactor on one database stand for two
+processes (each has its own store, pool, listening connection and cache);
+the last test runs two real ocireg processes. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.logger import globalLogPublisher
+
+from ocireg.config import Config
+from ocireg.db.pgchanges import CHANNEL
+from ocireg.db.postgresql import PostgreSQLMetadataStore
+from ocireg.service import RegistryService
+from tests.api_helpers import OCI_MANIFEST, make_image, push_image
+from tests.conftest import InProcessServer
+from tests.databases import TestDatabase, admin_dsn, backends
+from tests.support import RegistryProcess, wait_for
+from tests.test_postgresql import call, digest, image, manifest_digest, push_blob
+
+pytestmark = pytest.mark.skipif(
+    "postgresql" not in backends(), reason="OCIREG_TEST_BACKENDS leaves PostgreSQL out"
+)
+
+#: Longest wait for another process to hear of a change, or a connection to come back.
+WAIT = 15.0
+
+NAME = "shared/app"
+TAG = f"/v2/{NAME}/manifests/latest"
+
+
+@pytest.fixture
+def pg():
+    db = TestDatabase().create()
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
+@pytest_twisted.async_yield_fixture
+async def two(tmp_path, pg):
+    """Two registries, as two processes would be, on one database and one data directory."""
+    started: list[RegistryService] = []
+    servers = []
+    try:
+        for _ in range(2):
+            config = Config(
+                listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"),
+                database=pg.dsn,
+            )
+            service = RegistryService(config, reactor)
+            service.startService()
+            started.append(service)
+            ports = await service.ready
+            servers.append(InProcessServer(service, ports[0]))
+        yield servers
+    finally:
+        for service in started:
+            await service.stopService()
+
+
+async def get(server, path: str = TAG, method: str = "GET") -> tuple[int, bytes]:
+    response = await server.request(method, path, headers={"Accept": OCI_MANIFEST})
+    return response.code, await response.content()
+
+
+async def eventually(condition: Callable[[], Awaitable[object]], what: str) -> object:
+    """`await condition()`'s first true value, tried until WAIT s have passed; else fail."""
+    deadline = reactor.seconds() + WAIT
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"gave up after {WAIT} s waiting for {what}")
+        await deferLater(reactor, 0.02)
+
+
+async def cached(server, path: str = TAG) -> tuple[int, bytes]:
+    """GET `path` twice, the second from `server`'s cache; what it answered."""
+    first = await get(server, path)
+    assert await get(server, path) == first
+    assert len(server.registry.cache) > 0
+    return first
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tag_moved_or_deleted_through_one_process_is_served_so_by_the_other(two):
+    a, b = two
+    first, second = make_image(), make_image()
+    await push_image(a, NAME, first)
+    assert await cached(b) == (200, first.body)
+
+    await push_image(a, NAME, second)
+
+    async def b_serves_second() -> bool:
+        return await get(b) == (200, second.body)
+
+    await eventually(b_serves_second, "the other process to serve the moved tag")
+    assert await cached(b) == (200, second.body)
+
+    response = await a.request("DELETE", TAG)
+    assert response.code == 202
+
+    async def b_has_forgotten() -> bool:
+        return (await get(b))[0] == 404
+
+    await eventually(b_has_forgotten, "the other process to stop serving the deleted tag")
+
+
+@pytest_twisted.ensureDeferred
+async def test_blob_head_cached_by_one_process_follows_a_delete_through_the_other(two):
+    a, b = two
+    image = make_image()
+    await push_image(a, NAME, image)
+    layer = image.document["layers"][0]["digest"]
+    blob = f"/v2/{NAME}/blobs/{layer}"
+    assert (await cached(b, blob))[0] == 200
+    response = await a.request("DELETE", f"/v2/{NAME}/manifests/{image.digest}")
+    assert response.code == 202
+
+    async def b_has_forgotten() -> bool:
+        return (await get(b, blob, "HEAD"))[0] == 404
+
+    await eventually(b_has_forgotten, "the other process to stop serving the deleted layer")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_process_serves_its_own_write_on_the_very_next_read(two):
+    a, _ = two
+    first, second = make_image(), make_image()
+    await push_image(a, NAME, first)
+    assert await cached(a) == (200, first.body)
+    await push_image(a, NAME, second)
+    assert await get(a) == (200, second.body)
+    assert (await a.request("DELETE", TAG)).code == 202
+    assert (await get(a))[0] == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_reads_keep_the_cache_and_send_no_notification(two, pg):
+    a, b = two
+    await push_image(a, NAME, make_image())
+    await cached(a)
+    await cached(b)
+    listener = _Listening(pg)
+    try:
+        for path in (TAG, f"/v2/{NAME}/tags/list", "/api/v1/repositories/"):
+            assert (await get(a, path))[0] == 200
+        assert len(a.registry.cache) > 0 and len(b.registry.cache) > 0
+        # A notification of our own after the reads: notifications arrive in commit
+        # order, so had the reads sent any, they would be here before this one.
+        pg.query(f"NOTIFY {CHANNEL}, 'from the test'; COMMIT")
+        await eventually(listener.heard_any, "the test's notification")
+        assert [n.payload for n in listener.heard] == ["from the test"]
+
+        async def b_has_forgotten() -> bool:
+            return len(b.registry.cache) == 0
+
+        await eventually(b_has_forgotten, "another process's notification to empty the cache")
+    finally:
+        listener.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_transaction_tells_a_change_by_rows_changed(pg):
+    store = await PostgreSQLMetadataStore.open(pg.dsn, reactor)
+    listener = _Listening(pg)
+    changes = []
+    store.on_change(lambda: changes.append(1))
+    try:
+        await store.transact(lambda txn: txn.execute("CREATE TABLE t (x integer)"))
+        await store.transact(lambda txn: txn.execute("SELECT count(*) FROM t"))
+        await store.transact(lambda txn: txn.execute("UPDATE t SET x = 1 WHERE x = 0"))
+        await store.transact(lambda txn: txn.execute("DELETE FROM t"))
+        assert changes == []
+        await store.transact(lambda txn: txn.execute("INSERT INTO t VALUES (1)"))
+        # Reported before the transaction's caller resumes.
+        assert changes == [1]
+        await eventually(listener.heard_any, "the insert's notification")
+        assert len(listener.heard) == 1
+    finally:
+        listener.close()
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_cached_answer_while_not_listening_and_caching_again_once_back(two, pg):
+    a, b = two
+    first, second, third = make_image(), make_image(), make_image()
+    await push_image(a, NAME, first)
+    assert await cached(b) == (200, first.body)
+    with _no_new_connections(pg):
+        assert _terminate_listeners(pg) == 2
+
+        async def b_not_listening() -> bool:
+            return not b.registry.metadata.catch_up()
+
+        await eventually(b_not_listening, "the other process to notice its listener's loss")
+        assert len(b.registry.cache) == 0
+        # Its NOTIFY reaches no one in b: only the cache being off keeps b right.
+        await push_image(a, NAME, second)
+        assert await get(b) == (200, second.body)
+        assert await get(b) == (200, second.body)
+        assert len(b.registry.cache) == 0
+
+    async def b_listening() -> bool:
+        return b.registry.metadata.catch_up()
+
+    await eventually(b_listening, "the other process to listen again")
+    assert await cached(b) == (200, second.body)
+    await push_image(a, NAME, third)
+
+    async def b_serves_third() -> bool:
+        return await get(b) == (200, third.body)
+
+    await eventually(b_serves_third, "the other process to hear of changes again")
+
+
+@pytest_twisted.ensureDeferred
+async def test_closing_the_store_closes_its_listener_quietly(pg):
+    warnings = []
+
+    def observe(event: dict) -> None:
+        if event.get("log_level") is not None and event["log_level"].name in ("warn", "error",
+                                                                               "critical"):
+            warnings.append(event)
+
+    store = await PostgreSQLMetadataStore.open(pg.dsn, reactor)
+    assert store.catch_up()
+    globalLogPublisher.addObserver(observe)
+    try:
+        await store.close()
+        assert not store.catch_up()
+        # Let the reactor see the closed sockets.
+        await deferLater(reactor, 0.1)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert warnings == []
+    assert _listener_pids(pg) == []
+
+
+def test_two_real_processes_serve_each_others_tag_moves(tmp_path, pg):
+    started = []
+
+    def push(base: str, seed: str) -> str:
+        config, layer, manifest = image(seed)
+        push_blob(base, NAME, config)
+        push_blob(base, NAME, layer)
+        status, _, body = call("PUT", f"{base}{TAG}", manifest, {"Content-Type": OCI_MANIFEST})
+        assert status == 201, body
+        return digest(manifest)
+
+    try:
+        for _ in range(2):
+            started.append(RegistryProcess(tmp_path / "data").start("--database", pg.dsn))
+        a, b = started
+        first = push(a.url, "first")
+        assert manifest_digest(b.url, NAME, "latest") == first
+        assert manifest_digest(b.url, NAME, "latest") == first
+        second = push(a.url, "second")
+        wait_for(lambda: manifest_digest(b.url, NAME, "latest") == second,
+                 "the other process to serve the moved tag", WAIT, b.log)
+        assert call("DELETE", f"{a.url}{TAG}")[0] == 202
+        wait_for(lambda: manifest_digest(b.url, NAME, "latest") is None,
+                 "the other process to stop serving the deleted tag", WAIT, b.log)
+    finally:
+        for process in started:
+            process.stop()
+
+
+class _Listening:
+    """A plain psycopg2 connection LISTENing on the stores' channel in `pg`."""
+
+    def __init__(self, pg: TestDatabase) -> None:
+        self.connection = psycopg2.connect(pg.dsn, connect_timeout=10)
+        self.connection.autocommit = True
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"LISTEN {CHANNEL}")
+        self.heard: list = []
+
+    async def heard_any(self) -> bool:
+        # Never blocks: poll reads only what has arrived.
+        self.connection.poll()
+        self.heard.extend(self.connection.notifies)
+        del self.connection.notifies[:]
+        return bool(self.heard)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _admin(statement: str, params: tuple = ()) -> list[tuple]:
+    connection = psycopg2.connect(admin_dsn(), connect_timeout=10)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()
+
+
+def _listener_pids(pg: TestDatabase) -> list[int]:
+    return [pid for (pid,) in _admin(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND query = %s",
+        (pg.name, f"LISTEN {CHANNEL}"),
+    )]
+
+
+def _terminate_listeners(pg: TestDatabase) -> int:
+    """End the stores' listening connections (their last statement was LISTEN); how many."""
+    pids = _listener_pids(pg)
+    for pid in pids:
+        _admin("SELECT pg_terminate_backend(%s)", (pid,))
+    return len(pids)
+
+
+class _no_new_connections:
+    """While in it, `pg` refuses new connections (the open ones go on)."""
+
+    def __init__(self, pg: TestDatabase) -> None:
+        self._name = pg.name
+
+    def __enter__(self) -> None:
+        _admin(f'ALTER DATABASE "{self._name}" ALLOW_CONNECTIONS false')
+
+    def __exit__(self, *exc: object) -> None:
+        _admin(f'ALTER DATABASE "{self._name}" ALLOW_CONNECTIONS true')
