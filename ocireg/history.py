@@ -34,7 +34,6 @@ from ocireg.versions import (
     _existing_repository,
     _new_version,
     _remove,
-    find_view,
 )
 
 #: The kinds of content, in the order listings show them.
@@ -342,7 +341,10 @@ async def _become(
     version = await _new_version(txn, repository, reason, now)
     for kind in KINDS:
         await _remove(txn, repository.id, version, kind, removals[kind])
-        await _add(txn, repository.id, version, kind, additions[kind])
+    await _add(
+        txn, repository.id, version,
+        [(kind, n, d) for kind in KINDS for n, d in additions[kind]],
+    )
     return Change(version, created=True)
 
 
@@ -537,6 +539,21 @@ async def retain(txn: ITransaction, name: str) -> list[int]:
         "SELECT id, name, latest_version, retain_versions FROM repositories WHERE name = ?",
         (name,),
     )
+    return await _retain(txn, rows)
+
+
+async def retain_through(txn: ITransaction, base_path: str) -> list[int]:
+    """`retain` for the repository a push to `base_path` wrote to."""
+    rows = await txn.execute(
+        "SELECT r.id, r.name, r.latest_version, r.retain_versions FROM distributions d "
+        "JOIN repositories r ON r.id = d.repository_id WHERE d.base_path = ?",
+        (base_path,),
+    )
+    return await _retain(txn, rows)
+
+
+async def _retain(txn: ITransaction, rows: list[tuple]) -> list[int]:
+    """`retain` for the repository row in `rows` (id, name, latest_version, retain_versions)."""
     if not rows or rows[0][3] is None:
         return []
     repository, keep = Repository(*rows[0][:3]), rows[0][3]
@@ -559,9 +576,3 @@ async def retain(txn: ITransaction, name: str) -> list[int]:
     for number in doomed:
         await _fold(txn, repository, number)
     return doomed
-
-
-async def retain_through(txn: ITransaction, base_path: str) -> list[int]:
-    """`retain` for the repository a push to `base_path` wrote to."""
-    view = await find_view(txn, base_path)
-    return [] if view is None else await retain(txn, view.repository.name)

@@ -34,7 +34,7 @@ from ocireg.interfaces import (
     IUploadFile,
     UploadInUse,
 )
-from ocireg.manifest import Descriptor, parse_manifest
+from ocireg.manifest import Descriptor, Manifest, parse_manifest
 from ocireg.names import validate_name, validate_tag
 
 _log = Logger()
@@ -318,9 +318,7 @@ class Registry:
         else:
             try:
                 await self.metadata.transact(
-                    lambda txn: _retaining(
-                        txn, name, versions.promote(txn, self.blobs, name, manifest, tag, now)
-                    )
+                    lambda txn: _promoting(txn, self.blobs, name, manifest, tag, now)
                 )
             except versions.BlobBytesMissing as e:
                 gone = e.digests
@@ -379,6 +377,20 @@ async def _retaining(txn: ITransaction, name: str, change: Awaitable[T]) -> T:
     result = await change
     await history.retain_through(txn, name)
     return result
+
+
+async def _promoting(
+    txn: ITransaction, blobs: IBlobStore, name: str, manifest: Manifest, tag: str | None,
+    now: float,
+) -> versions.Promotion:
+    """`versions.promote`, then the pruning to retain_versions when it made a version.
+
+    Without a new version or without a limit there is nothing to prune: no statement.
+    """
+    promotion = await versions.promote(txn, blobs, name, manifest, tag, now)
+    if promotion.created and promotion.retain_versions is not None:
+        await history.retain_through(txn, name)
+    return promotion
 
 
 def upload_location(name: str, uuid: str) -> str:

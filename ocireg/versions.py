@@ -74,6 +74,9 @@ class Promotion:
 
     version: int
     created: bool
+    #: The repository's retain_versions as `promote` read it under the lock (None:
+    #: every version is kept), so that a caller prunes only when there is a limit.
+    retain_versions: int | None = None
 
 
 @attrs.frozen
@@ -156,6 +159,15 @@ async def find_view(txn: ITransaction, base_path: str) -> View | None:
     return View(Repository(repository_id, name, latest), pinned)
 
 
+#: The repository a push to a base path writes to, with its retain_versions,
+#: when that base path is an unpinned distribution: every push but the first to
+#: a name. One statement finds the distribution and locks the repository row.
+_PUSH_TARGET = (
+    "SELECT id, name, latest_version, retain_versions FROM repositories WHERE id = "
+    "(SELECT repository_id FROM distributions WHERE base_path = ? AND version IS NULL)"
+)
+
+
 async def writable_repository(txn: ITransaction, base_path: str, now: float) -> Repository:
     """The repository a push to `base_path` writes to, its row locked.
 
@@ -163,6 +175,18 @@ async def writable_repository(txn: ITransaction, base_path: str, now: float) -> 
     repository of that name (created if new) and a distribution serving it.
     A distribution pinned to a version takes no pushes: DENIED.
     """
+    repository, _ = await _push_target(txn, base_path, now)
+    return repository
+
+
+async def _push_target(
+    txn: ITransaction, base_path: str, now: float
+) -> tuple[Repository, int | None]:
+    """`writable_repository`, and the repository's retain_versions."""
+    rows = await txn.execute(_PUSH_TARGET + txn.for_update, (base_path,))
+    if rows:
+        repository_id, name, latest, keep = rows[0]
+        return Repository(repository_id, name, latest), keep
     view = await find_view(txn, base_path)
     if view is None:
         repository = await ensure_repository(txn, base_path, now)
@@ -171,9 +195,13 @@ async def writable_repository(txn: ITransaction, base_path: str, now: float) -> 
             "VALUES (?, ?, NULL, ?) ON CONFLICT (base_path) DO NOTHING",
             (base_path, repository.id, now),
         )
-        return repository
-    _refuse_pinned(view, base_path)
-    return await _existing_repository(txn, view.repository.name, lock=True)
+    else:
+        _refuse_pinned(view, base_path)
+        repository = await _existing_repository(txn, view.repository.name, lock=True)
+    rows = await txn.execute(
+        "SELECT retain_versions FROM repositories WHERE id = ?", (repository.id,)
+    )
+    return repository, rows[0][0]
 
 
 async def _writable_existing(txn: ITransaction, base_path: str) -> Repository:
@@ -263,14 +291,6 @@ async def _staged(
     return found
 
 
-async def _visible(
-    txn: ITransaction, repository_id: int, kind: str, digests: Iterable[str]
-) -> set[str]:
-    digests = set(digests)
-    current = await _current(txn, repository_id, kind, digests)
-    return current | await _staged(txn, repository_id, kind, digests - current)
-
-
 async def _unstage(
     txn: ITransaction, repository_id: int, kind: str, digests: Iterable[str]
 ) -> None:
@@ -282,15 +302,39 @@ async def _unstage(
         )
 
 
+async def _unstage_held(
+    txn: ITransaction, repository_id: int, held: frozenset[tuple[str, str]]
+) -> None:
+    """Take `held` ((kind, digest) pairs) out of the staging version; one statement if they fit."""
+    parts = [
+        (kind, chunk)
+        for kind in ("manifest", "blob")
+        for chunk in _chunks(sorted(d for k, d in held if k == kind))
+    ]
+    while parts:
+        batch = [parts.pop(0)]
+        while parts and sum(len(c) for _, c in batch) + len(parts[0][1]) <= _BATCH:
+            batch.append(parts.pop(0))
+        await txn.execute(
+            "DELETE FROM staged_content WHERE "
+            + " OR ".join(
+                f"(repository_id = ? AND kind = ? AND digest IN ({_marks(len(chunk))}))"
+                for _, chunk in batch
+            ),
+            tuple(v for kind, chunk in batch for v in (repository_id, kind, *chunk)),
+        )
+
+
 async def _stage(
     txn: ITransaction, repository: Repository, kind: str, digest: str, now: float
 ) -> None:
-    if await _current(txn, repository.id, kind, [digest]):
-        return
+    """Add `digest` (of `kind`) to the staging version, unless the latest version holds it."""
     await txn.execute(
-        "INSERT INTO staged_content (repository_id, kind, digest, created) VALUES (?, ?, ?, ?) "
+        "INSERT INTO staged_content (repository_id, kind, digest, created) SELECT ?, ?, ?, ? "
+        "WHERE NOT EXISTS (SELECT 1 FROM repository_content WHERE repository_id = ? "
+        "AND kind = ? AND name = ? AND version_removed IS NULL) "
         "ON CONFLICT (repository_id, kind, digest) DO NOTHING",
-        (repository.id, kind, digest, now),
+        (repository.id, kind, digest, now, repository.id, kind, digest),
     )
 
 
@@ -472,23 +516,75 @@ async def get_manifest(txn: ITransaction, name: str, reference: str) -> StoredMa
     return StoredManifest(Digest.parse(digest), media_type, bytes(body))
 
 
+@attrs.frozen
+class _Closure:
+    """What a tag write's manifest needs, and what of it the repository holds where."""
+
+    manifests: frozenset[str]
+    blobs: frozenset[str]
+    #: The (kind, digest) pairs of the closure that the latest version holds.
+    current: frozenset[tuple[str, str]]
+    #: The (kind, digest) pairs of the closure that the staging version holds.
+    staged: frozenset[tuple[str, str]]
+    #: Whether the manifest itself is in the global content already.
+    stored: bool
+    #: The manifest digest the tag names in the latest version, if it names one.
+    tagged: str | None
+
+
+def _held(kind: str, column: str) -> str:
+    """Two SQL columns: does the latest version, does the staging version hold `column`?
+
+    Each takes the repository id as its parameter.
+    """
+    return (
+        "EXISTS (SELECT 1 FROM repository_content c WHERE c.repository_id = ? "
+        f"AND c.kind = '{kind}' AND c.name = {column} AND c.version_removed IS NULL), "
+        "EXISTS (SELECT 1 FROM staged_content s WHERE s.repository_id = ? "
+        f"AND s.kind = '{kind}' AND s.digest = {column})"
+    )
+
+
 async def _closure(
-    txn: ITransaction, repository: Repository, manifest: Manifest
-) -> tuple[set[str], set[str]]:
+    txn: ITransaction, repository: Repository, manifest: Manifest, tag: str | None
+) -> _Closure:
     """The manifests and blobs that `manifest` needs, all present in the repository.
 
     Child manifests and blobs count as present when the latest version or the
     staging version holds them and their metadata exists; anything else fails
-    the whole closure with MANIFEST_BLOB_UNKNOWN.
+    the whole closure with MANIFEST_BLOB_UNKNOWN. One statement per level of
+    child manifests, then one for the blobs, the manifest itself and the tag:
+    on a networked database each statement is a round trip.
     """
-    manifests = {str(manifest.digest)}
+    root = str(manifest.digest)
+    manifests = {root}
     blobs = {str(d) for d in manifest.blobs}
+    current: set[tuple[str, str]] = set()
+    staged: set[tuple[str, str]] = set()
     frontier = {str(d) for d in manifest.manifests}
     while frontier:
         frontier -= manifests
         if not frontier:
             break
-        present = await _visible(txn, repository.id, "manifest", frontier)
+        present: set[str] = set()
+        children: set[str] = set()
+        for chunk in _chunks(sorted(frontier)):
+            rows = await txn.execute(
+                f"SELECT m.digest, {_held('manifest', 'm.digest')}, r.kind, r.digest "
+                "FROM manifests m LEFT JOIN manifest_references r ON r.manifest = m.digest "
+                f"WHERE m.digest IN ({_marks(len(chunk))})",
+                (repository.id, repository.id, *chunk),
+            )
+            for digest, in_current, in_staging, kind, target in rows:
+                if not (in_current or in_staging):
+                    continue
+                present.add(digest)
+                if in_current:
+                    current.add(("manifest", digest))
+                if in_staging:
+                    staged.add(("manifest", digest))
+                if kind is not None:
+                    (blobs if kind == "blob" else children).add(target)
         if present != frontier:
             missing = sorted(frontier - present)
             raise RegistryError(
@@ -497,23 +593,47 @@ async def _closure(
                 {"manifests": missing[:20]},
             )
         manifests |= frontier
-        children: set[str] = set()
-        for chunk in _chunks(sorted(frontier)):
-            rows = await txn.execute(
-                "SELECT kind, digest FROM manifest_references "
-                f"WHERE manifest IN ({_marks(len(chunk))})",
-                tuple(chunk),
-            )
-            for kind, digest in rows:
-                (blobs if kind == "blob" else children).add(digest)
         frontier = children
-    present = await _visible(txn, repository.id, "blob", blobs)
     known: set[str] = set()
-    for chunk in _chunks(sorted(present)):
-        rows = await txn.execute(
-            f"SELECT digest FROM blobs WHERE digest IN ({_marks(len(chunk))})", tuple(chunk)
-        )
-        known.update(r[0] for r in rows)
+    stored = False
+    tagged = None
+    # The manifest itself and the tag ride along with the first (usually only) chunk.
+    for i, chunk in enumerate(list(_chunks(sorted(blobs))) or [[]]):
+        branches: list[str] = []
+        params: list[object] = []
+        if chunk:
+            branches.append(
+                f"SELECT 'blob', b.digest, {_held('blob', 'b.digest')} FROM blobs b "
+                f"WHERE b.digest IN ({_marks(len(chunk))})"
+            )
+            params += [repository.id, repository.id, *chunk]
+        if i == 0:
+            branches.append(
+                f"SELECT 'manifest', m.digest, {_held('manifest', 'm.digest')} "
+                "FROM manifests m WHERE m.digest = ?"
+            )
+            params += [repository.id, repository.id, root]
+            if tag is not None:
+                branches.append(
+                    "SELECT 'tag', c.digest, TRUE, FALSE FROM repository_content c "
+                    "WHERE c.repository_id = ? AND c.kind = 'tag' AND c.name = ? "
+                    "AND c.version_removed IS NULL"
+                )
+                params += [repository.id, tag]
+        for kind, digest, in_current, in_staging in await txn.execute(
+            " UNION ALL ".join(branches), tuple(params)
+        ):
+            if kind == "tag":
+                tagged = digest
+                continue
+            if kind == "manifest":
+                stored = True
+            elif in_current or in_staging:
+                known.add(digest)
+            if in_current:
+                current.add((kind, digest))
+            if in_staging:
+                staged.add((kind, digest))
     if known != blobs:
         missing = sorted(blobs - known)
         raise RegistryError(
@@ -521,7 +641,10 @@ async def _closure(
             f"blob {missing[0]} is not in repository {repository.name!r}: push it again",
             {"blobs": missing[:20]},
         )
-    return manifests, blobs
+    return _Closure(
+        frozenset(manifests), frozenset(blobs), frozenset(current), frozenset(staged),
+        stored, tagged,
+    )
 
 
 async def _new_version(txn: ITransaction, repository: Repository, reason: str, now: float) -> int:
@@ -538,16 +661,19 @@ async def _new_version(txn: ITransaction, repository: Repository, reason: str, n
 
 
 async def _add(
-    txn: ITransaction, repository_id: int, version: int, kind: str, pairs: list[tuple[str, str]]
+    txn: ITransaction, repository_id: int, version: int, rows: list[tuple[str, str, str]]
 ) -> None:
+    """Add content `rows` (kind, name, digest) to `version`: every kind in one statement."""
     step = _BATCH // 5
-    for i in range(0, len(pairs), step):
-        chunk = pairs[i : i + step]
+    for i in range(0, len(rows), step):
+        chunk = rows[i : i + step]
         await txn.execute(
             "INSERT INTO repository_content (repository_id, kind, name, digest, version_added) "
             "VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
             tuple(
-                v for name, digest in chunk for v in (repository_id, kind, name, digest, version)
+                v
+                for kind, name, digest in chunk
+                for v in (repository_id, kind, name, digest, version)
             ),
         )
 
@@ -579,8 +705,9 @@ async def promote(
     the tag, and takes the closure out of staging. When nothing would change,
     no version is made.
     """
-    repository = await writable_repository(txn, name, now)
-    return await promote_into(txn, blob_store, repository, manifest, tag, now)
+    repository, keep = await _push_target(txn, name, now)
+    promotion = await promote_into(txn, blob_store, repository, manifest, tag, now)
+    return attrs.evolve(promotion, retain_versions=keep)
 
 
 async def promote_into(
@@ -593,27 +720,24 @@ async def promote_into(
     reason: str | None = None,
 ) -> Promotion:
     """`promote` into `repository`, whose row the caller has locked."""
-    await store_manifest(txn, manifest, now)
-    manifests, blobs = await _closure(txn, repository, manifest)
-    missing = await blob_store.missing_blobs([Digest.parse(b) for b in sorted(blobs)])
+    closure = await _closure(txn, repository, manifest, tag)
+    if not closure.stored:
+        await store_manifest(txn, manifest, now)
+    missing = await blob_store.missing_blobs([Digest.parse(b) for b in sorted(closure.blobs)])
     if missing:
         raise BlobBytesMissing(missing)
-    add_manifests = manifests - await _current(txn, repository.id, "manifest", manifests)
-    add_blobs = blobs - await _current(txn, repository.id, "blob", blobs)
     digest = str(manifest.digest)
-    old_tag = None
-    if tag is not None:
-        rows = await txn.execute(
-            "SELECT digest FROM repository_content WHERE repository_id = ? AND kind = 'tag' "
-            "AND name = ? AND version_removed IS NULL",
-            (repository.id, tag),
-        )
-        old_tag = rows[0][0] if rows else None
-    moves_tag = tag is not None and old_tag != digest
-
-    await _unstage(txn, repository.id, "manifest", manifests)
-    await _unstage(txn, repository.id, "blob", blobs)
-    if not (add_manifests or add_blobs or moves_tag):
+    moves_tag = tag is not None and closure.tagged != digest
+    # Read under the lock, which every staging takes too: nothing else is staged meanwhile.
+    if closure.staged:
+        await _unstage_held(txn, repository.id, closure.staged)
+    added = [
+        (kind, d, d)
+        for kind, digests in (("manifest", closure.manifests), ("blob", closure.blobs))
+        for d in sorted(digests)
+        if (kind, d) not in closure.current
+    ]
+    if not (added or moves_tag):
         return Promotion(repository.latest_version, created=False)
 
     if reason is None:
@@ -621,11 +745,10 @@ async def promote_into(
     version = await _new_version(txn, repository, reason, now)
     if moves_tag:
         assert tag is not None
-        if old_tag is not None:
+        if closure.tagged is not None:
             await _remove(txn, repository.id, version, "tag", [tag])
-        await _add(txn, repository.id, version, "tag", [(tag, digest)])
-    await _add(txn, repository.id, version, "manifest", [(d, d) for d in sorted(add_manifests)])
-    await _add(txn, repository.id, version, "blob", [(d, d) for d in sorted(add_blobs)])
+        added.insert(0, ("tag", tag, digest))
+    await _add(txn, repository.id, version, added)
     return Promotion(version, created=True)
 
 
