@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import pytest
 import pytest_twisted
@@ -337,3 +338,21 @@ class _no_new_connections:
 
     def __exit__(self, *exc: object) -> None:
         _admin(f'ALTER DATABASE "{self._name}" ALLOW_CONNECTIONS true')
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_notify_rolls_the_write_back_and_leaves_the_connection_usable(pg):
+    store = await PostgreSQLMetadataStore.open(pg.dsn, reactor, size=1)
+    changes = []
+    store.on_change(lambda: changes.append(1))
+    try:
+        await store.transact(lambda txn: txn.execute("CREATE TABLE t (x integer)"))
+        # PostgreSQL refuses a payload this long, as it would a NOTIFY to a full queue.
+        store._notify_and_commit = f"NOTIFY {CHANNEL}, '{'x' * 9000}'; COMMIT"
+        with pytest.raises(psycopg2.errors.InvalidParameterValue):
+            await store.transact(lambda txn: txn.execute("INSERT INTO t VALUES (1)"))
+        assert changes == [1]
+        rows = await store.transact(lambda txn: txn.execute("SELECT count(*) FROM t"))
+        assert rows == [(0,)]
+    finally:
+        await store.close()

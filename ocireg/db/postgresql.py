@@ -253,6 +253,13 @@ async def _run_transaction(
         if txn.changed:
             try:
                 await cursor.execute(notify_and_commit)
+            except psycopg2.Error:
+                # A failed NOTIFY (its queue full) skips the COMMIT after it: the
+                # transaction is still open, aborted, and the connection goes back to the pool.
+                if (connection.pollable().get_transaction_status()
+                        == psycopg2.extensions.TRANSACTION_STATUS_INERROR):
+                    await cursor.execute("ROLLBACK")
+                raise
             finally:
                 changed()
         else:
