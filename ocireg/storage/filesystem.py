@@ -17,9 +17,10 @@ import os
 from collections.abc import Callable
 from typing import BinaryIO
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadable import isInIOThread
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -176,6 +177,15 @@ class FilesystemBlobStore:
         def missing() -> list[Digest]:
             return [d for d in digests if not os.path.exists(self.blob_path(d))]
 
+        if not isInIOThread():
+            # A caller off the reactor thread may wait, and here does: the SQLite
+            # store's database thread, which runs a whole tag write and would
+            # otherwise wait anyway, for a hop to the reactor, to a pool thread
+            # and back.
+            try:
+                return succeed(missing())
+            except Exception:
+                return fail()
         return self._run(missing)
 
     def open_blob(self, digest: Digest) -> Deferred:
