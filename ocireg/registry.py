@@ -128,12 +128,21 @@ class Registry:
     async def start_upload(self, name: str, uuid: str | None = None) -> str:
         """Open a new upload session for repository `name`; its uuid (`uuid` if given)."""
         validate_name(name)
-        # A pinned distribution refuses the push before the client sends a byte.
-        await self.metadata.transact(lambda txn: versions.check_writable(txn, name))
         uuid = uuid or str(uuidlib.uuid4())
         await self.blobs.create_upload(uuid)
         now = self._now()
-        await self.metadata.transact(lambda txn: uploads.create_upload(txn, uuid, name, now))
+
+        async def create(txn: ITransaction) -> None:
+            while not await uploads.create_upload(txn, uuid, name, now):
+                # A pinned distribution: refused before the client sends a byte
+                # (unless unpinned since the INSERT looked: then it goes in).
+                await versions.check_writable(txn, name)
+
+        try:
+            await self.metadata.transact(create)
+        except BaseException:
+            await self.blobs.delete_upload(uuid)
+            raise
         return uuid
 
     async def mount(self, name: str, source: str, digest: str) -> tuple[Digest, int] | None:
@@ -152,7 +161,7 @@ class Registry:
 
     async def upload_size(self, name: str, uuid: str) -> int:
         validate_name(name)
-        await self.metadata.transact(lambda txn: uploads.find_upload(txn, name, uuid))
+        await self._find_upload(name, uuid)
         size = await self.blobs.upload_size(uuid)
         if size is None:
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, f"upload {uuid!r} has no data", {"uuid": uuid})
@@ -168,7 +177,18 @@ class Registry:
         `release_upload`.
         """
         validate_name(name)
-        await self.metadata.transact(lambda txn: uploads.find_upload(txn, name, uuid))
+        await self._find_upload(name, uuid)
+        return await self._open_upload_file(name, uuid, start)
+
+    async def _find_upload(self, name: str, uuid: str) -> None:
+        """BLOB_UPLOAD_UNKNOWN unless upload `uuid` is in progress in `name`."""
+        # One SELECT, read-only: the store may skip BEGIN and COMMIT.
+        await self.metadata.transact(
+            lambda txn: uploads.find_upload(txn, name, uuid), readonly=True
+        )
+
+    async def _open_upload_file(self, name: str, uuid: str, start: int | None) -> IUploadFile:
+        """`open_upload` of an upload known to be `name`'s."""
         if uuid in self._busy:
             raise await self._in_use(name, uuid)
         self._busy.add(uuid)
@@ -209,7 +229,7 @@ class Registry:
     ) -> tuple[str, IUploadFile]:
         """A new upload session, open for appending, for a monolithic POST."""
         uuid = await self.start_upload(name, uuid)
-        return uuid, await self.open_upload(name, uuid, 0, None)
+        return uuid, await self._open_upload_file(name, uuid, 0)
 
     async def release_upload(self, uuid: str, upload: IUploadFile) -> int:
         """Close a chunk's writer (what it received stays, the session resumable); the size."""
@@ -264,7 +284,7 @@ class Registry:
 
     async def cancel_upload(self, name: str, uuid: str) -> None:
         validate_name(name)
-        await self.metadata.transact(lambda txn: uploads.find_upload(txn, name, uuid))
+        await self._find_upload(name, uuid)
         if uuid in self._busy:
             raise RegistryError(
                 BLOB_UPLOAD_INVALID, "a request is writing to this upload", {"uuid": uuid}

@@ -20,12 +20,21 @@ class Upload:
     updated: float
 
 
-async def create_upload(txn: ITransaction, uuid: str, repository: str, now: float) -> Upload:
-    await txn.execute(
-        "INSERT INTO uploads (uuid, repository, created, updated) VALUES (?, ?, ?, ?)",
-        (uuid, repository, now, now),
+async def create_upload(
+    txn: ITransaction, uuid: str, repository: str, now: float
+) -> Upload | None:
+    """Record upload `uuid` of `repository`; None, recording nothing, when a pinned
+    distribution serves that name (it takes no pushes: see `versions.check_writable`).
+
+    One statement: on a networked database each is a round trip.
+    """
+    rows = await txn.execute(
+        "INSERT INTO uploads (uuid, repository, created, updated) SELECT ?, ?, ?, ? "
+        "WHERE NOT EXISTS (SELECT 1 FROM distributions WHERE base_path = ? "
+        "AND version IS NOT NULL) RETURNING uuid",
+        (uuid, repository, now, now, repository),
     )
-    return Upload(uuid, repository, now, now)
+    return Upload(uuid, repository, now, now) if rows else None
 
 
 async def find_upload(txn: ITransaction, repository: str, uuid: str) -> Upload:
