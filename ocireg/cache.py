@@ -20,11 +20,11 @@ takes in the notifications already arrived, then says whether it can have
 missed one (its listening connection is down): the cache then neither answers
 nor remembers, and it is emptied when listening resumes.
 
-What remains on PostgreSQL: another process's change reaches this one a
-little after its COMMIT was answered (PostgreSQL's delivery to the listening
-connection, typically well under a millisecond on one host). A read here in
+What remains on PostgreSQL: another process's change can reach this one a
+little after its COMMIT was answered (on one busy host: mostly already there,
+at worst a few milliseconds later; see `ocireg.db.pgchanges`). A read here in
 that window, of an answer kept from before, gets the old answer — as it would
-have had it arrived a moment earlier. A read in this process after its own
+have had it come a moment earlier. A read in this process after its own
 commit always gets the new one.
 """
 

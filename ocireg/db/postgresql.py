@@ -34,7 +34,11 @@ none. Other processes' changes arrive through a `ChangeListener`
 (`ocireg.db.pgchanges`), a connection of its own beside the pool's, which
 calls the same callbacks; `catch_up` tells whether it can have missed any.
 A COMMIT whose connection died under it may have committed: the callbacks
-run for it too.
+run for it too. PostgreSQL commits transactions that NOTIFY one at a time
+(a database-wide lock held through the commit, to queue notifications in
+commit order): concurrent writes wait for each other's commit and fsync.
+Pushes (sequential tag PUTs, 16 concurrent clients) measured no slower,
+within a shared 2-core machine's noise.
 """
 
 from __future__ import annotations
