@@ -88,11 +88,32 @@ async def eventually(condition: Callable[[], Awaitable[object]], what: str) -> o
 
 
 async def cached(server, path: str = TAG) -> tuple[int, bytes]:
-    """GET `path` twice, the second from `server`'s cache; what it answered."""
+    """GET `path` until `server`'s cache keeps the answer; the answer."""
     first = await get(server, path)
-    assert await get(server, path) == first
-    assert len(server.registry.cache) > 0
+
+    async def kept() -> bool:
+        # A change heard of while a read is under way keeps its answer out: read again.
+        assert await get(server, path) == first
+        return len(server.registry.cache) > 0
+
+    await eventually(kept, f"{path} to be kept in the cache")
     return first
+
+
+async def heard_everywhere(a, b, listener: _Listening, payload: str) -> None:
+    """Notify `payload` from the test; wait until `listener` and both registries have heard it.
+
+    Notifications arrive in commit order: each has then heard every earlier one too.
+    """
+    await cached(a)
+    await cached(b)
+    listener.notify(payload)
+
+    async def everywhere() -> bool:
+        return (await listener.has_heard(payload) and len(a.registry.cache) == 0
+                and len(b.registry.cache) == 0)
+
+    await eventually(everywhere, "the test's notification to be heard everywhere")
 
 
 @pytest_twisted.ensureDeferred
@@ -152,23 +173,19 @@ async def test_a_process_serves_its_own_write_on_the_very_next_read(two):
 async def test_reads_keep_the_cache_and_send_no_notification(two, pg):
     a, b = two
     await push_image(a, NAME, make_image())
-    await cached(a)
-    await cached(b)
     listener = _Listening(pg)
     try:
+        # From here on, nothing of the push is still on its way.
+        await heard_everywhere(a, b, listener, "before")
+        await cached(a)
+        await cached(b)
         for path in (TAG, f"/v2/{NAME}/tags/list", "/api/v1/repositories/"):
             assert (await get(a, path))[0] == 200
+        assert (await get(b, f"/v2/{NAME}/tags/list"))[0] == 200
         assert len(a.registry.cache) > 0 and len(b.registry.cache) > 0
-        # A notification of our own after the reads: notifications arrive in commit
-        # order, so had the reads sent any, they would be here before this one.
-        pg.query(f"NOTIFY {CHANNEL}, 'from the test'; COMMIT")
-        await eventually(listener.heard_any, "the test's notification")
-        assert [n.payload for n in listener.heard] == ["from the test"]
-
-        async def b_has_forgotten() -> bool:
-            return len(b.registry.cache) == 0
-
-        await eventually(b_has_forgotten, "another process's notification to empty the cache")
+        # Had the reads sent notifications, they would arrive before this one.
+        await heard_everywhere(a, b, listener, "after")
+        assert [n.payload for n in listener.heard] == ["before", "after"]
     finally:
         listener.close()
 
@@ -296,6 +313,14 @@ class _Listening:
         self.heard.extend(self.connection.notifies)
         del self.connection.notifies[:]
         return bool(self.heard)
+
+    async def has_heard(self, payload: str) -> bool:
+        await self.heard_any()
+        return payload in [n.payload for n in self.heard]
+
+    def notify(self, payload: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {CHANNEL}, %s", (payload,))
 
     def close(self) -> None:
         self.connection.close()
