@@ -32,13 +32,6 @@ pytestmark = pytest.mark.skipif(
     "postgresql" not in backends(), reason="OCIREG_TEST_BACKENDS leaves PostgreSQL out"
 )
 
-#: Longest wait for another process to hear of a change, or a connection to come back.
-WAIT = 15.0
-
-NAME = "shared/app"
-TAG = f"/v2/{NAME}/manifests/latest"
-
-
 @pytest.fixture
 def pg():
     db = TestDatabase().create()
@@ -46,6 +39,13 @@ def pg():
         yield db
     finally:
         db.drop()
+
+
+#: Longest wait for another process to hear of a change, or a connection to come back.
+WAIT = 15.0
+
+NAME = "shared/app"
+TAG = f"/v2/{NAME}/manifests/latest"
 
 
 @pytest_twisted.async_yield_fixture
@@ -87,13 +87,25 @@ async def eventually(condition: Callable[[], Awaitable[object]], what: str) -> o
         await deferLater(reactor, 0.02)
 
 
-async def cached(server, path: str = TAG) -> tuple[int, bytes]:
-    """GET `path` until `server`'s cache keeps the answer; the answer."""
-    first = await get(server, path)
+async def eventually_answers(
+    server, wanted: int | tuple[int, bytes], what: str, path: str = TAG, method: str = "GET"
+) -> None:
+    """Ask `path` until `server` answers `wanted`: a status, or a status and a body."""
+
+    async def answers() -> bool:
+        code, body = await get(server, path, method)
+        return (code, body) == wanted if isinstance(wanted, tuple) else code == wanted
+
+    await eventually(answers, what)
+
+
+async def cached(server, path: str = TAG, method: str = "GET") -> tuple[int, bytes]:
+    """Ask `path` until `server`'s cache keeps the answer; the answer."""
+    first = await get(server, path, method)
 
     async def kept() -> bool:
         # A change heard of while a read is under way keeps its answer out: read again.
-        assert await get(server, path) == first
+        assert await get(server, path, method) == first
         return len(server.registry.cache) > 0
 
     await eventually(kept, f"{path} to be kept in the cache")
@@ -124,37 +136,25 @@ async def test_a_tag_moved_or_deleted_through_one_process_is_served_so_by_the_ot
     assert await cached(b) == (200, first.body)
 
     await push_image(a, NAME, second)
-
-    async def b_serves_second() -> bool:
-        return await get(b) == (200, second.body)
-
-    await eventually(b_serves_second, "the other process to serve the moved tag")
+    await eventually_answers(b, (200, second.body), "the other process to serve the moved tag")
     assert await cached(b) == (200, second.body)
-
-    response = await a.request("DELETE", TAG)
-    assert response.code == 202
-
-    async def b_has_forgotten() -> bool:
-        return (await get(b))[0] == 404
-
-    await eventually(b_has_forgotten, "the other process to stop serving the deleted tag")
+    assert (await a.request("DELETE", TAG)).code == 202
+    await eventually_answers(b, 404, "the other process to stop serving the deleted tag")
 
 
 @pytest_twisted.ensureDeferred
 async def test_blob_head_cached_by_one_process_follows_a_delete_through_the_other(two):
     a, b = two
-    image = make_image()
-    await push_image(a, NAME, image)
-    layer = image.document["layers"][0]["digest"]
+    pushed = make_image()
+    await push_image(a, NAME, pushed)
+    layer = pushed.document["layers"][0]["digest"]
     blob = f"/v2/{NAME}/blobs/{layer}"
-    assert (await cached(b, blob))[0] == 200
-    response = await a.request("DELETE", f"/v2/{NAME}/manifests/{image.digest}")
+    assert (await cached(b, blob, "HEAD"))[0] == 200
+    response = await a.request("DELETE", f"/v2/{NAME}/manifests/{pushed.digest}")
     assert response.code == 202
-
-    async def b_has_forgotten() -> bool:
-        return (await get(b, blob, "HEAD"))[0] == 404
-
-    await eventually(b_has_forgotten, "the other process to stop serving the deleted layer")
+    await eventually_answers(
+        b, 404, "the other process to stop serving the deleted layer", blob, "HEAD"
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -238,11 +238,7 @@ async def test_no_cached_answer_while_not_listening_and_caching_again_once_back(
     await eventually(b_listening, "the other process to listen again")
     assert await cached(b) == (200, second.body)
     await push_image(a, NAME, third)
-
-    async def b_serves_third() -> bool:
-        return await get(b) == (200, third.body)
-
-    await eventually(b_serves_third, "the other process to hear of changes again")
+    await eventually_answers(b, (200, third.body), "the other process to hear of changes again")
 
 
 @pytest_twisted.ensureDeferred
