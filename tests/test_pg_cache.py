@@ -7,6 +7,8 @@ the last test runs two real ocireg processes. Every wait is bounded.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Awaitable, Callable
 
 import psycopg2
@@ -26,7 +28,7 @@ from tests.api_helpers import OCI_MANIFEST, make_image, push_image
 from tests.conftest import InProcessServer
 from tests.databases import TestDatabase, admin_dsn, backends
 from tests.support import RegistryProcess, wait_for
-from tests.test_postgresql import call, digest, image, manifest_digest, push_blob
+from tests.test_postgresql import call, child_pids, digest, image, manifest_digest, push_blob
 
 pytestmark = pytest.mark.skipif(
     "postgresql" not in backends(), reason="OCIREG_TEST_BACKENDS leaves PostgreSQL out"
@@ -264,17 +266,18 @@ async def test_closing_the_store_closes_its_listener_quietly(pg):
     assert _listener_pids(pg) == []
 
 
+def push(base: str, seed: str) -> str:
+    """Push an image made from `seed` under NAME:latest through `base`; its digest."""
+    config, layer, manifest = image(seed)
+    push_blob(base, NAME, config)
+    push_blob(base, NAME, layer)
+    status, _, body = call("PUT", f"{base}{TAG}", manifest, {"Content-Type": OCI_MANIFEST})
+    assert status == 201, body
+    return digest(manifest)
+
+
 def test_two_real_processes_serve_each_others_tag_moves(tmp_path, pg):
     started = []
-
-    def push(base: str, seed: str) -> str:
-        config, layer, manifest = image(seed)
-        push_blob(base, NAME, config)
-        push_blob(base, NAME, layer)
-        status, _, body = call("PUT", f"{base}{TAG}", manifest, {"Content-Type": OCI_MANIFEST})
-        assert status == 201, body
-        return digest(manifest)
-
     try:
         for _ in range(2):
             started.append(RegistryProcess(tmp_path / "data").start("--database", pg.dsn))
@@ -291,6 +294,38 @@ def test_two_real_processes_serve_each_others_tag_moves(tmp_path, pg):
     finally:
         for process in started:
             process.stop()
+
+
+def test_a_worker_serves_a_tag_moved_through_its_parent(tmp_path, pg):
+    process = RegistryProcess(tmp_path / "data").start("--database", pg.dsn, "--workers", "2")
+    parent = process.process.pid
+    try:
+        (worker,) = wait_for(lambda: child_pids(parent), "a worker started", WAIT)
+        first = push(process.url, "first")
+        with _paused(parent):
+            # Only the worker answers now: it reads, and keeps, the first image.
+            for _ in range(3):
+                assert manifest_digest(process.url, NAME, "latest") == first
+        with _paused(worker):
+            second = push(process.url, "second")
+        with _paused(parent):
+            wait_for(lambda: manifest_digest(process.url, NAME, "latest") == second,
+                     "the worker to serve the tag its parent moved", WAIT, process.log)
+    finally:
+        process.stop()
+
+
+class _paused:
+    """While in it, process `pid` is stopped (SIGSTOP), so the other process answers."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+
+    def __enter__(self) -> None:
+        os.kill(self._pid, signal.SIGSTOP)
+
+    def __exit__(self, *exc: object) -> None:
+        os.kill(self._pid, signal.SIGCONT)
 
 
 class _Listening:
