@@ -100,6 +100,9 @@ class Registry:
             size = await self.metadata.transact(
                 lambda txn: versions.blob_size(txn, name, parsed), readonly=True
             )
+            if size is None:
+                raise RegistryError(BLOB_UNKNOWN, f"blob {parsed} is not in repository {name!r}",
+                                    {"digest": str(parsed)})
             return parsed, size
 
         return await self._remembered(("blob", name, digest), read, lambda _: 200)

@@ -347,19 +347,17 @@ _BLOB_SIZE = (
 )
 
 
-async def blob_size(txn: ITransaction, name: str, digest: Digest) -> int:
-    """The size of blob `digest` as repository `name` sees it, or BLOB_UNKNOWN.
+async def blob_size(txn: ITransaction, name: str, digest: Digest) -> int | None:
+    """The size of blob `digest` as repository `name` sees it; None when it does not see it.
 
     One statement (distribution, visibility and size together): on a
     networked database each statement is a round trip, and blob HEADs are
-    among the hottest reads.
+    among the hottest reads. An unknown blob is an answer, not an error: every
+    push asks about each blob before uploading it, and an exception raised
+    here would pass through every layer of the transaction machinery.
     """
-    text = str(digest)
-    rows = await txn.execute(_BLOB_SIZE, (text, name))
-    if rows:
-        return rows[0][0]
-    raise RegistryError(BLOB_UNKNOWN, f"blob {digest} is not in repository {name!r}",
-                        {"digest": text})
+    rows = await txn.execute(_BLOB_SIZE, (str(digest), name))
+    return rows[0][0] if rows else None
 
 
 async def stage_blob(
@@ -379,9 +377,8 @@ async def mount_blob(
     txn: ITransaction, name: str, source: str, digest: Digest, now: float
 ) -> int | None:
     """Stage into `name` a blob that repository `source` holds; its size, or None if it cannot."""
-    try:
-        size = await blob_size(txn, source, digest)
-    except RegistryError:
+    size = await blob_size(txn, source, digest)
+    if size is None:
         return None
     repository = await writable_repository(txn, name, now)
     await _stage(txn, repository, "blob", str(digest), now)
