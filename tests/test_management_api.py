@@ -330,12 +330,15 @@ async def test_a_pinned_distribution_serves_exactly_the_pinned_version(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_push_to_a_pinned_distribution_is_denied_saying_why(server):
+async def test_a_push_to_a_pinned_distribution_is_denied_saying_why(server, tmp_path):
     first, _ = await two_pushes(server)
     await ok(server, "PATCH", "/distributions/team/app", {"version": 1})
     response = await server.request("POST", "/v2/team/app/blobs/uploads/")
     failure = await assert_oci_error(response, 403, "DENIED")
     assert "pinned" in failure["message"]
+    # Refused as a whole: no upload session, and no upload file left behind.
+    assert (await ok(server, "GET", "/repositories/team/app/staging"))["uploads"] == []
+    assert list((tmp_path / "data" / "uploads").iterdir()) == []
     response = await server.request(
         "PUT", f"/v2/team/app/manifests/{first.digest}", data=first.body,
         headers={"Content-Type": first.media_type})
