@@ -40,6 +40,11 @@ from ocireg.names import validate_name, validate_tag
 _log = Logger()
 T = TypeVar("T")
 
+#: An upload's `updated` (what purging goes by) is kept to within this many
+#: seconds of its last write: a client sending chunk after chunk has its row
+#: written once a second, not once a chunk.
+_TOUCH_EVERY = 1.0
+
 
 @attrs.frozen
 class PushedManifest:
@@ -59,8 +64,9 @@ class Registry:
     metadata: IMetadataStore
     blobs: IBlobStore
     clock: IReactorTime
-    #: Uploads this process is writing to right now; a second writer is refused.
-    _busy: set[str] = attrs.field(factory=set)
+    #: Uploads this process is writing to right now, with their rows' `updated`
+    #: as of opening them; a second writer is refused.
+    _busy: dict[str, float] = attrs.field(factory=dict)
     #: Answers of manifest and blob lookups, dropped whenever `metadata` changes;
     #: None when the store cannot tell this process of every change (see ocireg.cache).
     cache: ReadCache | None = None
@@ -130,6 +136,11 @@ class Registry:
 
     async def start_upload(self, name: str, uuid: str | None = None) -> str:
         """Open a new upload session for repository `name`; its uuid (`uuid` if given)."""
+        uuid, _ = await self._start_upload(name, uuid)
+        return uuid
+
+    async def _start_upload(self, name: str, uuid: str | None) -> tuple[str, float]:
+        """`start_upload`: the uuid, and when the session was recorded."""
         validate_name(name)
         uuid = uuid or str(uuidlib.uuid4())
         await self.blobs.create_upload(uuid)
@@ -146,7 +157,7 @@ class Registry:
         except BaseException:
             await self.blobs.delete_upload(uuid)
             raise
-        return uuid
+        return uuid, now
 
     async def mount(self, name: str, source: str, digest: str) -> tuple[Digest, int] | None:
         """Stage into `name` a blob that `source` holds; None when it cannot be mounted."""
@@ -180,21 +191,23 @@ class Registry:
         `release_upload`.
         """
         validate_name(name)
-        await self._find_upload(name, uuid)
-        return await self._open_upload_file(name, uuid, start)
+        found = await self._find_upload(name, uuid)
+        return await self._open_upload_file(name, uuid, start, found.updated)
 
-    async def _find_upload(self, name: str, uuid: str) -> None:
-        """BLOB_UPLOAD_UNKNOWN unless upload `uuid` is in progress in `name`."""
+    async def _find_upload(self, name: str, uuid: str) -> uploads.Upload:
+        """Upload `uuid` in progress in `name`, else BLOB_UPLOAD_UNKNOWN."""
         # One SELECT, read-only: the store may skip BEGIN and COMMIT.
-        await self.metadata.transact(
+        return await self.metadata.transact(
             lambda txn: uploads.find_upload(txn, name, uuid), readonly=True
         )
 
-    async def _open_upload_file(self, name: str, uuid: str, start: int | None) -> IUploadFile:
-        """`open_upload` of an upload known to be `name`'s."""
+    async def _open_upload_file(
+        self, name: str, uuid: str, start: int | None, updated: float
+    ) -> IUploadFile:
+        """`open_upload` of an upload known to be `name`'s, its row last `updated` then."""
         if uuid in self._busy:
             raise await self._in_use(name, uuid)
-        self._busy.add(uuid)
+        self._busy[uuid] = updated
         try:
             try:
                 upload = await self.blobs.open_upload(uuid)
@@ -214,7 +227,7 @@ class Registry:
                     {"Range": upload_range(size), "Location": upload_location(name, uuid)},
                 )
         except BaseException:
-            self._busy.discard(uuid)
+            self._busy.pop(uuid, None)
             raise
         return upload
 
@@ -231,17 +244,18 @@ class Registry:
         self, name: str, uuid: str | None = None
     ) -> tuple[str, IUploadFile]:
         """A new upload session, open for appending, for a monolithic POST."""
-        uuid = await self.start_upload(name, uuid)
-        return uuid, await self._open_upload_file(name, uuid, 0)
+        uuid, created = await self._start_upload(name, uuid)
+        return uuid, await self._open_upload_file(name, uuid, 0, created)
 
     async def release_upload(self, uuid: str, upload: IUploadFile) -> int:
         """Close a chunk's writer (what it received stays, the session resumable); the size."""
         try:
             await upload.close()
         finally:
-            self._busy.discard(uuid)
+            updated = self._busy.pop(uuid, None)
         now = self._now()
-        await self.metadata.transact(lambda txn: uploads.touch_upload(txn, uuid, now))
+        if updated is None or now - updated >= _TOUCH_EVERY:
+            await self.metadata.transact(lambda txn: uploads.touch_upload(txn, uuid, now))
         return upload.size
 
     async def complete_upload(
@@ -277,7 +291,7 @@ class Registry:
             await self.metadata.transact(commit)
             return expected, size
         finally:
-            self._busy.discard(uuid)
+            self._busy.pop(uuid, None)
 
     async def _cancel(self, uuid: str, upload: IUploadFile | None) -> None:
         if upload is not None:

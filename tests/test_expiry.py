@@ -136,3 +136,23 @@ async def test_upload_written_recently_is_kept(world):
 
     assert (await expiry.run()).uploads == 0
     assert await registry.upload_size("team/app", uuid) == len(b"still going")
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunks_in_quick_succession_then_a_late_one_keep_the_upload_alive(world):
+    # Chunks right after one another leave the row alone; one that comes
+    # later than that still counts as a write.
+    registry, expiry, clock = world
+    uuid = await registry.start_upload("team/app")
+    for chunk in (b"a", b"b", b"c"):
+        upload = await registry.open_upload("team/app", uuid, None, None)
+        upload.append(chunk)
+        await registry.release_upload(uuid, upload)
+    clock.advance(UPLOAD_TTL - 10)
+    upload = await registry.open_upload("team/app", uuid, None, None)
+    upload.append(b"d")
+    await registry.release_upload(uuid, upload)
+    clock.advance(20)
+
+    assert (await expiry.run()).uploads == 0
+    assert await registry.upload_size("team/app", uuid) == 4
