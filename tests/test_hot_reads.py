@@ -64,8 +64,8 @@ async def test_manifest_get_and_blob_head_are_one_read_only_statement_each(tmp_p
         ] * 4
 
 
-class _Cursor:
-    """A txpostgres cursor stand-in that records what it is asked to run."""
+class _Statements:
+    """A stand-in for the PostgreSQL store's statement runner: records what it is asked to run."""
 
     description = None
 
@@ -79,21 +79,13 @@ class _Cursor:
         return d
 
 
-class _Connection:
-    def __init__(self) -> None:
-        self.cursor_ = _Cursor()
-
-    def cursor(self) -> _Cursor:
-        return self.cursor_
-
-
 @pytest_twisted.ensureDeferred
 async def test_postgresql_read_only_interaction_sends_neither_begin_nor_commit():
     async def read(txn: ITransaction) -> None:
         await txn.execute("SELECT 1")
 
-    plain, readonly = _Connection(), _Connection()
+    plain, readonly = _Statements(), _Statements()
     await _run_transaction(plain, read)  # type: ignore[arg-type]
     await _run_transaction(readonly, read, readonly=True)  # type: ignore[arg-type]
-    assert plain.cursor_.sent == ["BEGIN; SELECT 1", "COMMIT"]
-    assert readonly.cursor_.sent == ["SELECT 1"]
+    assert plain.sent == ["BEGIN; SELECT 1", "COMMIT"]
+    assert readonly.sent == ["SELECT 1"]

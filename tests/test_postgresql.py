@@ -18,8 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
+import pytest_twisted
+from twisted.internet.defer import CancelledError
 
 from ocireg.db.migrations import migrations
+from ocireg.db.postgresql import PostgreSQLMetadataStore
 from tests.databases import TestDatabase, admin_dsn, backends
 from tests.support import RegistryProcess
 from tests.tcpproxy import TCPProxy
@@ -432,3 +435,67 @@ def test_terminated_database_connections_are_replaced_without_a_restart(processe
                  "a push succeeded after the connections were terminated")
     assert_linear_history(pg, name)
     assert "Unhandled Error" not in process.log()
+
+
+# The store's own statement runner
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_transaction_whose_caller_gives_up_still_commits_and_the_connection_serves_on(pg):
+    from twisted.internet import reactor
+
+    store = await PostgreSQLMetadataStore.open(pg.dsn, reactor, size=1)
+    try:
+        await store.transact(lambda txn: txn.execute("CREATE TABLE t (x integer)"))
+
+        async def slow_insert(txn):
+            await txn.execute("INSERT INTO t VALUES (1)")
+            await txn.execute("SELECT pg_sleep(0.3)")
+            await txn.execute("INSERT INTO t VALUES (2)")
+
+        asked = store.transact(slow_insert)
+        # What a client hanging up does to its request's Deferreds.
+        reactor.callLater(0.1, asked.cancel)
+        with pytest.raises(CancelledError):
+            await asked
+
+        async def rows(txn):
+            return await txn.execute("SELECT x FROM t ORDER BY x")
+
+        # One connection: this waits for the abandoned transaction, which ran to its end.
+        assert await store.transact(rows, readonly=True) == [(1,), (2,)]
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_statements_answer_in_order_with_errors_rolled_back(pg):
+    from twisted.internet import reactor
+
+    store = await PostgreSQLMetadataStore.open(pg.dsn, reactor, size=2)
+    try:
+        await store.transact(lambda txn: txn.execute("CREATE TABLE t (x integer PRIMARY KEY)"))
+
+        async def many(txn):
+            for i in range(200):
+                await txn.execute("INSERT INTO t VALUES (?)", (i,))
+            return await txn.execute("SELECT count(*), sum(x) FROM t")
+
+        assert await store.transact(many) == [(200, sum(range(200)))]
+
+        async def duplicate(txn):
+            await txn.execute("INSERT INTO t VALUES (1000)")
+            await txn.execute("INSERT INTO t VALUES (0)")
+
+        with pytest.raises(psycopg2.IntegrityError):
+            await store.transact(duplicate)
+        big = "x" * (4 * 1024 * 1024)
+        # A statement larger than the socket's buffer goes out in several writes.
+        assert await store.transact(
+            lambda txn: txn.execute("SELECT length(?)", (big,)), readonly=True
+        ) == [(len(big),)]
+        assert await store.transact(
+            lambda txn: txn.execute("SELECT count(*) FROM t WHERE x = 1000"), readonly=True
+        ) == [(0,)]
+    finally:
+        await store.close()

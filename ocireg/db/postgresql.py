@@ -43,6 +43,7 @@ within a shared 2-core machine's noise.
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 from collections.abc import Awaitable, Callable
@@ -51,8 +52,9 @@ from typing import TypeVar
 
 import psycopg2
 import psycopg2.extensions
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -199,12 +201,155 @@ class _Detector(reconnection.DeadConnectionDetector):
             _log.info("reconnected to {database}", database=describe_dsn(self._store._dsn))
 
 
+@implementer(IReadDescriptor, IWriteDescriptor)
+class _Statements:
+    """One transaction's statements on `connection`, run one at a time.
+
+    Not txpostgres' `Cursor`: for each statement that one takes the socket
+    from the connection's watch and gives it back, registers and unregisters
+    it with the reactor for the answer, and hands the answer over a reactor
+    turn later; measured, that doubled a statement's cost (a one-statement
+    read: 175 µs of CPU through txpostgres' cursor, 78 µs here; psycopg2
+    alone, blocking, 37 µs). Here the socket is taken from the connection
+    once per transaction (`start`, `stop`), stays registered with the
+    reactor while the transaction runs, and each answer is handed over as
+    soon as it is read.
+
+    The reactor watches a duplicate of the connection's socket: libpq closes
+    its own when the connection fails, inside `poll`, and the reactor could
+    then no longer unregister it (epoll refuses a closed descriptor, and
+    Twisted's bookkeeping would keep it, deaf to the next socket given that
+    number). The duplicate stays open until this lets go of it.
+
+    The connection itself stays txpostgres': its detector reconnects it, and
+    closing it (`PostgreSQLMetadataStore._expire`) tells this of the loss.
+    """
+
+    def __init__(self, connection: _Connection, reactor) -> None:
+        self._connection = connection
+        self._reactor = reactor
+        self._pg = connection.pollable()
+        self._cursor = self._pg.cursor()
+        self._waiting: Deferred | None = None
+        #: The duplicate of the connection's socket the reactor watches, if any.
+        self._fd: int | None = None
+        self._reading = False
+        self._writing = False
+
+    def start(self) -> None:
+        # The connection stops watching its socket for NOTIFY, and will tell
+        # this of its loss.
+        self._connection.cursorRunning(self)
+
+    def stop(self) -> None:
+        self._unwatch()
+        self._connection.cursorFinished(self)
+
+    def execute(self, query: str, params: tuple = ()) -> Deferred:
+        """A Deferred of the psycopg2 cursor, once `query` has run."""
+        try:
+            self._cursor.execute(query, params)
+        except Exception:
+            return fail()
+        waiting = self._waiting = Deferred()
+        self._poll()
+        return waiting
+
+    def in_failed_transaction(self) -> bool:
+        return (self._pg.get_transaction_status()
+                == psycopg2.extensions.TRANSACTION_STATUS_INERROR)
+
+    def _poll(self) -> None:
+        try:
+            state = self._pg.poll()
+        except Exception:
+            self._unwatch()
+            self._answer(Failure())
+            return
+        if state == psycopg2.extensions.POLL_OK:
+            self._answer(self._cursor)
+        elif state == psycopg2.extensions.POLL_READ:
+            if not self._reading and self._watch():
+                self._reading = True
+                self._reactor.addReader(self)
+        elif state == psycopg2.extensions.POLL_WRITE:
+            if not self._writing and self._watch():
+                self._writing = True
+                self._reactor.addWriter(self)
+        else:
+            self._answer(Failure(txpostgres.UnexpectedPollResult()))
+
+    def _watch(self) -> bool:
+        """Have a descriptor for the reactor to watch; False (and the statement failed) if not."""
+        if self._fd is None:
+            try:
+                self._fd = os.dup(self._pg.fileno())
+            except (OSError, psycopg2.Error) as e:
+                self._answer(Failure(psycopg2.OperationalError(f"connection unusable: {e}")))
+                return False
+        return True
+
+    def _unwatch(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._reactor.removeReader(self)
+        if self._writing:
+            self._writing = False
+            self._reactor.removeWriter(self)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _answer(self, result: object) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return
+        if isinstance(result, Failure):
+            waiting.errback(result)
+        else:
+            waiting.callback(result)
+
+    # IReadDescriptor, IWriteDescriptor
+
+    def fileno(self) -> int:
+        return -1 if self._fd is None else self._fd
+
+    def logPrefix(self) -> str:
+        return "postgresql"
+
+    def doRead(self) -> None:
+        if self._waiting is not None:
+            self._poll()
+            return
+        # Nothing asked: the server spoke on its own (it is going away, say).
+        try:
+            self._pg.poll()
+        except psycopg2.Error:
+            self._unwatch()
+
+    def doWrite(self) -> None:
+        self._writing = False
+        self._reactor.removeWriter(self)
+        if self._waiting is not None:
+            self._poll()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._unwatch()
+        if self._waiting is None:
+            return
+        if self._pg.closed:
+            self._answer(reason)
+        else:
+            # Polling reports psycopg2's own error for the loss.
+            self._poll()
+
+
 @implementer(ITransaction)
 class _Transaction:
     for_update = " FOR UPDATE"
 
-    def __init__(self, cursor: txpostgres.Cursor, readonly: bool = False) -> None:
-        self._cursor = cursor
+    def __init__(self, statements: _Statements, readonly: bool = False) -> None:
+        self._statements = statements
         #: Whether statements run on their own, without BEGIN (see the module's doc).
         self._readonly = readonly
         self.begun = False
@@ -217,7 +362,7 @@ class _Transaction:
             # BEGIN rides along with the first statement: one round trip fewer.
             query = "BEGIN; " + query
             self.begun = True
-        cursor = await self._cursor.execute(query, params)
+        cursor = await self._statements.execute(query, params)
         if not self.changed and _may_write(sql) and cursor.rowcount > 0:
             self.changed = True
         if cursor.description is None:
@@ -226,13 +371,13 @@ class _Transaction:
 
 
 async def _run_transaction(
-    connection: _Connection,
+    statements: _Statements,
     interaction: Callable[[ITransaction], Awaitable[T]],
     readonly: bool = False,
     notify_and_commit: str = "COMMIT",
     changed: Callable[[], object] = lambda: None,
 ) -> T:
-    """`interaction` in one transaction on `connection`, which no one else is using.
+    """`interaction` in one transaction run by `statements`, on a connection no one else is using.
 
     When it changed rows, it commits with `notify_and_commit` (the store's
     NOTIFY and COMMIT), and `changed` is called once that is answered,
@@ -242,32 +387,30 @@ async def _run_transaction(
     unhandled error, and a rollback fails every time the connection dies
     mid-transaction; here that failure is the transaction's error instead.
     """
-    cursor = connection.cursor()
-    txn = _Transaction(cursor, readonly)
+    txn = _Transaction(statements, readonly)
     try:
         result = await interaction(txn)
     except BaseException as e:
         if txn.begun:
             try:
-                await cursor.execute("ROLLBACK")
+                await statements.execute("ROLLBACK")
             except psycopg2.Error as rollback_error:
                 raise rollback_error from e
         raise
     if txn.begun:
         if txn.changed:
             try:
-                await cursor.execute(notify_and_commit)
+                await statements.execute(notify_and_commit)
             except psycopg2.Error:
                 # A failed NOTIFY (its queue full) skips the COMMIT after it: the
                 # transaction is still open, aborted, and the connection goes back to the pool.
-                if (connection.pollable().get_transaction_status()
-                        == psycopg2.extensions.TRANSACTION_STATUS_INERROR):
-                    await cursor.execute("ROLLBACK")
+                if statements.in_failed_transaction():
+                    await statements.execute("ROLLBACK")
                 raise
             finally:
                 changed()
         else:
-            await cursor.execute("COMMIT")
+            await statements.execute("COMMIT")
     return result
 
 
@@ -350,7 +493,14 @@ class PostgreSQLMetadataStore:
     def transact(
         self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
     ) -> Deferred:
-        return Deferred.fromCoroutine(self._transact(interaction, readonly))
+        running = Deferred.fromCoroutine(self._transact(interaction, readonly))
+        # Whoever asked may give up (a client that hangs up cancels its
+        # request's Deferreds); the transaction still runs to its end, since
+        # one cut off between a statement and its answer would leave the
+        # connection mid-protocol. The caller's Deferred fails at once.
+        answer: Deferred = Deferred()
+        running.chainDeferred(answer)
+        return answer
 
     async def _transact(
         self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
@@ -378,13 +528,24 @@ class PostgreSQLMetadataStore:
                 )
 
             timer = self._reactor.callLater(self._timeout, self._expire, connection)
+
+            async def run() -> T:
+                statements = _Statements(connection, self._reactor)
+                statements.start()
+                try:
+                    return await _run_transaction(
+                        statements, interaction, readonly, self._notify_and_commit,
+                        self._changed,
+                    )
+                finally:
+                    # Before a failure reaches the detector, which may reconnect
+                    # at once: the socket goes back to the connection it came from.
+                    statements.stop()
+
             try:
                 # Through the detector, so that a connection failure starts the reconnection.
                 return await connection.detector.callChecking(
-                    lambda: Deferred.fromCoroutine(_run_transaction(
-                        connection, interaction, readonly, self._notify_and_commit,
-                        self._changed,
-                    ))
+                    lambda: Deferred.fromCoroutine(run())
                 )
             except Exception as e:
                 if _is_connection_failure(Failure(e)):
