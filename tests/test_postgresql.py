@@ -20,6 +20,7 @@ import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet.defer import CancelledError
+from twisted.internet.task import deferLater
 
 from ocireg.db.migrations import migrations
 from ocireg.db.postgresql import PostgreSQLMetadataStore
@@ -497,5 +498,33 @@ async def test_statements_answer_in_order_with_errors_rolled_back(pg):
         assert await store.transact(
             lambda txn: txn.execute("SELECT count(*) FROM t WHERE x = 1000"), readonly=True
         ) == [(0,)]
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_transaction_past_the_timeout_fails_unavailable_and_the_store_recovers(pg):
+    from twisted.internet import reactor
+
+    from ocireg.errors import UNAVAILABLE, RegistryError
+
+    store = await PostgreSQLMetadataStore.open(pg.dsn, reactor, size=1, timeout=0.5)
+    try:
+        with pytest.raises(RegistryError) as raised:
+            await store.transact(lambda txn: txn.execute("SELECT pg_sleep(5)"))
+        assert raised.value.code == UNAVAILABLE
+
+        async def answers() -> bool:
+            try:
+                return await store.transact(lambda txn: txn.execute("SELECT 1")) == [(1,)]
+            except RegistryError:
+                return False
+
+        for _ in range(100):
+            if await answers():
+                break
+            await deferLater(reactor, 0.1)
+        else:
+            raise AssertionError("the store did not reconnect within 10 s")
     finally:
         await store.close()

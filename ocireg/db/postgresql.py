@@ -2,7 +2,10 @@
 
 No thread is involved: each connection is a file descriptor the reactor
 watches. The store keeps a small fixed set of connections and runs one
-transaction at a time on each.
+transaction at a time on each. txpostgres connects and reconnects them; the
+statements of a transaction go through `_Statements`, which polls psycopg2
+itself (see there for why). A transaction runs to its end even when its
+caller gives up on it.
 
 Connection loss. Each connection has its own txpostgres
 `DeadConnectionDetector`, which reconnects it with a bounded backoff as soon
