@@ -393,3 +393,21 @@ async def test_the_catalog_lists_the_names_distributions_serve(server):
     await ok(server, "DELETE", "/distributions/team/app", status=204)
     response = await server.request("GET", "/v2/_catalog")
     assert json.loads(await response.content())["repositories"] == ["prod/app"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_collections_answer_with_or_without_their_trailing_slash_and_odd_paths_never_500(
+    server,
+):
+    await push_image(server, "team/app", make_image(), "v1")
+    for path in ("/repositories/team/app/versions", "/repositories/team/app/versions/"):
+        listed = await ok(server, "GET", path)
+        assert [v["number"] for v in listed["versions"]] == [0, 1]
+    for path in ("/repositories", "/distributions"):
+        assert await ok(server, "GET", path) == await ok(server, "GET", path + "/")
+    await error(server, "GET", "/repositories/nope/versions", status=404, code="NAME_UNKNOWN")
+    for path in ("//repositories/", "/repositories//team/app", "/repositories/team/app/",
+                 "/repositories/team/app/versions/1/", "//gc"):
+        status, document = await call(server, "GET", path)
+        assert status in (400, 404), (path, status, document)
+        assert set(document) == {"error"}, document

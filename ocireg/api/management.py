@@ -185,6 +185,10 @@ class ManagementAPI:
     """Repositories, their versions, staging and distributions, under `/api/v1/`."""
 
     app = Klein()
+    # As on /v2/: werkzeug would answer a missing trailing slash or a `//`
+    # with a redirect, which Klein raises as an error. Match paths as they are.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
 
     def __init__(self, registry: Registry, housekeeping: Housekeeping | None = None) -> None:
         self._registry = registry
