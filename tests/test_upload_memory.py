@@ -106,3 +106,38 @@ def test_chunked_transfer_1gib_patch_keeps_server_memory_flat(server_process):
 
     growth = _grows_by(server_process, upload)
     assert growth < ALLOWED_GROWTH, f"server memory grew by {growth / MIB:.0f} MiB"
+
+
+def test_memory_goes_back_once_concurrent_uploads_end(server_process):
+    """Eight uploads at once need their buffers; once they are over, the server lets them go."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = 256 * MIB
+    digest = _digest(size)
+    pid = server_process.process.pid
+    baseline = None
+
+    def upload(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server_process.port, timeout=120)
+        try:
+            location = _start_upload(conn, f"many/u{i}")
+            conn.request(
+                "PUT", f"{location}?digest={digest}", body=_body(size),
+                headers={"Content-Length": str(size),
+                         "Content-Type": "application/octet-stream"},
+            )
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 201
+        finally:
+            conn.close()
+
+    upload(-1)  # warm up: what every upload needs is allocated once
+    baseline = _status_kib(pid, "VmRSS") * 1024
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, range(8), timeout=300))
+    peak = _status_kib(pid, "VmHWM") * 1024
+    kept = _status_kib(pid, "VmRSS") * 1024 - baseline
+    assert kept < 16 * MIB, (
+        f"server kept {kept / MIB:.0f} MiB after the uploads (peak {peak / MIB:.0f} MiB)"
+    )
