@@ -115,7 +115,6 @@ def test_memory_goes_back_once_concurrent_uploads_end(server_process):
     size = 256 * MIB
     digest = _digest(size)
     pid = server_process.process.pid
-    baseline = None
 
     def upload(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", server_process.port, timeout=120)
