@@ -20,6 +20,16 @@ def backend(request) -> str:
 
 
 @pytest.fixture
+def pg():
+    """A fresh PostgreSQL database of its own, dropped after the test."""
+    db = TestDatabase().create()
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
+@pytest.fixture
 def database(backend):
     """The test registry's `database` setting: "" (SQLite) or a fresh PostgreSQL database."""
     if backend == "sqlite":

@@ -34,15 +34,6 @@ pytestmark = pytest.mark.skipif(
     "postgresql" not in backends(), reason="OCIREG_TEST_BACKENDS leaves PostgreSQL out"
 )
 
-@pytest.fixture
-def pg():
-    db = TestDatabase().create()
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
 #: Longest wait for another process to hear of a change, or a connection to come back.
 WAIT = 15.0
 

@@ -37,15 +37,6 @@ TIMEOUT = 30
 
 
 @pytest.fixture
-def pg():
-    db = TestDatabase().create()
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
-@pytest.fixture
 def processes(tmp_path, pg):
     """Start ocireg processes on one data directory and `pg`; all stopped after the test."""
     started: list[RegistryProcess] = []
