@@ -25,7 +25,7 @@ from twisted.internet.task import deferLater
 from ocireg.db.migrations import migrations
 from ocireg.db.postgresql import PostgreSQLMetadataStore
 from tests.databases import TestDatabase, admin_dsn, backends
-from tests.support import RegistryProcess
+from tests.support import RegistryProcess, wait_for
 from tests.tcpproxy import TCPProxy
 
 pytestmark = pytest.mark.skipif(
@@ -152,16 +152,6 @@ def assert_linear_history(pg: TestDatabase, name: str) -> int:
     return latest
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout} s")
-
-
 # Several processes.
 
 
@@ -247,7 +237,7 @@ def test_chunked_upload_started_on_one_process_is_finished_on_another(processes)
 
 def test_workers_share_the_port_and_a_worker_answers_while_the_parent_is_paused(processes):
     process = processes("--workers", "2")
-    children = wait_for(lambda: child_pids(process.process.pid), 15, "a worker process started")
+    children = wait_for(lambda: child_pids(process.process.pid), "a worker process started", 15)
     assert len(children) == 1
     status, _, _ = push_image(process.url, "team/workers", "v1")
     assert status == 201
@@ -264,12 +254,12 @@ def test_workers_stop_when_the_parent_is_killed(processes):
     process = processes("--workers", "3")
     children = wait_for(
         lambda: len(child_pids(process.process.pid)) == 2 and child_pids(process.process.pid),
-        15, "two worker processes started",
+        "two worker processes started", 15,
     )
     try:
         process.process.kill()
         process.process.wait(10)
-        wait_for(lambda: not any(alive(pid) for pid in children), 15, "the workers stopped")
+        wait_for(lambda: not any(alive(pid) for pid in children), "the workers stopped", 15)
     finally:
         for pid in children:
             if alive(pid):
@@ -278,11 +268,11 @@ def test_workers_stop_when_the_parent_is_killed(processes):
 
 def test_workers_stop_with_the_parent(processes):
     process = processes("--workers", "2")
-    children = wait_for(lambda: child_pids(process.process.pid), 15, "a worker started")
+    children = wait_for(lambda: child_pids(process.process.pid), "a worker started", 15)
     process.stop()
     # twist re-raises the SIGTERM it stopped on once the reactor is done.
     assert process.process.returncode in (0, -signal.SIGTERM), process.log()
-    wait_for(lambda: not any(alive(pid) for pid in children), 15, "the worker stopped")
+    wait_for(lambda: not any(alive(pid) for pid in children), "the worker stopped", 15)
 
 
 def test_sighup_reaches_the_workers_by_restarting_them_on_the_new_settings(
@@ -291,16 +281,16 @@ def test_sighup_reaches_the_workers_by_restarting_them_on_the_new_settings(
     config = tmp_path / "ocireg.toml"
     config.write_text(f'database = "{pg.dsn}"\nworkers = 2\nlog_level = "info"\n')
     process = processes("--config", str(config))
-    (before,) = wait_for(lambda: child_pids(process.process.pid), 15, "a worker started")
+    (before,) = wait_for(lambda: child_pids(process.process.pid), "a worker started", 15)
 
     config.write_text(f'database = "{pg.dsn}"\nworkers = 2\nlog_level = "warn"\n')
     process.process.send_signal(signal.SIGHUP)
 
     after = wait_for(
         lambda: [pid for pid in child_pids(process.process.pid) if pid != before],
-        30, "a new worker on the reloaded settings",
+        "a new worker on the reloaded settings", 30,
     )
-    wait_for(lambda: not alive(before), 15, "the old worker stopped")
+    wait_for(lambda: not alive(before), "the old worker stopped", 15)
     assert "restarted with the reloaded settings" in process.log()
     assert len(after) == 1
     for _ in range(4):
@@ -408,7 +398,7 @@ def test_database_down_during_pushes_gives_503_and_pushes_succeed_once_it_is_bac
 
         proxy.up()
         # ocireg reconnects by itself.
-        wait_for(lambda: manifest_digest(process.url, name, "before"), 20, "ocireg reconnected")
+        wait_for(lambda: manifest_digest(process.url, name, "before"), "ocireg reconnected", 20)
         status, after, body = push_image(process.url, name, "after")
         assert status == 201, body
         assert manifest_digest(process.url, name, "after") == after
@@ -435,8 +425,8 @@ def test_terminated_database_connections_are_replaced_without_a_restart(processe
             status, _, body = call("GET", f"{process.url}/v2/{name}/tags/list", timeout=10)
             assert status in (200, 503), (status, body[:300])
         tag = f"r{round_}"
-        wait_for(lambda tag=tag: _pushed_unless_unavailable(process.url, name, tag), 20,
-                 "a push succeeded after the connections were terminated")
+        wait_for(lambda tag=tag: _pushed_unless_unavailable(process.url, name, tag),
+                 "a push succeeded after the connections were terminated", 20)
     assert_linear_history(pg, name)
     assert "Unhandled Error" not in process.log()
 
