@@ -206,12 +206,23 @@ class Config:
     auth_trusted_issuer: str = attrs.field(default="", validator=_text("auth_trusted_issuer"))
     #: Its public key: a PEM key or certificate, or a JWKS file.
     auth_trusted_keys: str = attrs.field(default="", validator=_text("auth_trusted_keys"))
-    #: Failed logins per user, and per client address, within auth_login_window...
+    #: Failed logins of one user from one client address within auth_login_window
+    #: seconds, after which that user's logins from there are refused (429).
     auth_login_attempts: int = attrs.field(
         default=5, validator=_whole_number("auth_login_attempts", 1)
     )
-    #: ...seconds, after which further logins are refused until the window moves on.
     auth_login_window: float = attrs.field(default=60, validator=_seconds("auth_login_window"))
+    #: Failed logins from one client address (any users) within auth_login_window,
+    #: after which its logins are slowed down (never refused for it).
+    auth_login_per_address: int = attrs.field(
+        default=20, validator=_whole_number("auth_login_per_address", 1)
+    )
+    #: Logins from one client address waiting for or in a password check; beyond: 429.
+    auth_login_queue: int = attrs.field(default=4, validator=_whole_number("auth_login_queue", 1))
+    #: Logins from all addresses waiting for or in a password check; beyond: 429.
+    auth_login_queue_total: int = attrs.field(
+        default=32, validator=_whole_number("auth_login_queue_total", 1)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.workers > 1 and not self.database:

@@ -7,12 +7,14 @@ import json
 import os
 import time
 
+import bcrypt
 import jwt
 import pytest
 import pytest_twisted
 import treq
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import globalLogPublisher
 
 from ocireg import cli
@@ -34,6 +36,7 @@ from tests.auth_helpers import (
     GROUPS,
     PASSWORDS,
     RULES,
+    As,
     anonymous,
     basic,
     bearer,
@@ -45,7 +48,10 @@ from tests.conftest import InProcessServer
 
 
 async def _start(tmp_path, database, **settings) -> InProcessServer:
-    htpasswd = write_htpasswd(tmp_path / "htpasswd")
+    """A registry with auth on; its htpasswd file is the test's own if it wrote one."""
+    htpasswd = tmp_path / "htpasswd"
+    if not htpasswd.exists():
+        write_htpasswd(htpasswd)
     config = Config(
         listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"), database=database,
         auth_htpasswd=str(htpasswd), auth_rules=RULES, auth_groups=GROUPS, **settings,
@@ -105,30 +111,124 @@ async def test_basic_credentials_open_the_base_endpoint_and_a_wrong_password_doe
     await assert_oci_error(wrong, 401, "UNAUTHORIZED")
 
 
+async def _code(caller, method: str = "GET", path: str = "/v2/", **kwargs) -> int:
+    response = await caller.request(method, path, **kwargs)
+    await response.content()
+    return response.code
+
+
+def _guesser(server, name: str, source: str | None = None, password: str = "guess-123"):
+    return As(server, basic(name, password), source)
+
+
 @pytest_twisted.ensureDeferred
-async def test_failed_logins_are_throttled_per_user_and_logged_without_the_password(
+async def test_failed_logins_refuse_that_user_from_that_address_only_and_log_no_password(
     auth_server,
 ):
     events: list[dict] = []
     globalLogPublisher.addObserver(events.append)
     try:
         for _ in range(5):
-            response = await anonymous(auth_server).request(
-                "GET", "/v2/", headers={"Authorization": basic("bob", "guess-123")}
-            )
+            response = await _guesser(auth_server, "bob").request("GET", "/v2/")
             await assert_oci_error(response, 401, "UNAUTHORIZED")
-        # Now even the right password is refused until the window moves on.
+        # bob from this address is refused until the window moves on...
         response = await user(auth_server, "bob").request("GET", "/v2/")
         await assert_oci_error(response, 429, "TOOMANYREQUESTS")
         assert int(header(response, "Retry-After")) > 0
-        # The same client address trying another user is throttled too.
-        response = await user(auth_server, "alice").request("GET", "/v2/")
-        await assert_oci_error(response, 429, "TOOMANYREQUESTS")
+        # ...but not bob from elsewhere, nor another user from this address.
+        assert await _code(user(auth_server, "bob", source="127.0.0.2")) == 200
+        assert await _code(user(auth_server, "alice")) == 200
     finally:
-        globalLogPublisher.removeObserver(events)
+        globalLogPublisher.removeObserver(events.append)
     logged = [repr(e) for e in events if "failed login" in e.get("log_format", "")]
     assert logged, "failed logins are logged"
     assert not any("guess-123" in line for line in logged)
+
+
+@pytest_twisted.ensureDeferred
+async def test_failures_for_many_users_from_one_address_do_not_lock_out_the_others_there(
+    tmp_path, database,
+):
+    server = await _start(tmp_path, database, auth_login_per_address=3, auth_login_window=3)
+    try:
+        for name in ("x1", "x2", "x3", "x4", "x5", "x6"):
+            assert await _code(_guesser(server, name)) == 401
+        # Slowed down at most: a right password from the same address still logs in.
+        assert await _code(user(server, "alice")) == 200
+    finally:
+        await server.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_parallel_wrong_passwords_are_counted_before_they_are_checked(auth_server):
+    codes = await gatherResults(
+        [Deferred.fromCoroutine(_code(_guesser(auth_server, "alice"))) for _ in range(60)]
+    )
+    # Those that reached bcrypt are a 401; the rest were refused at once.
+    assert codes.count(401) <= 5
+    assert codes.count(429) == 60 - codes.count(401)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_flood_of_guesses_from_one_address_does_not_queue_another_users_login(
+    tmp_path, database,
+):
+    # A realistic bcrypt cost, so that a queue of guesses would show.
+    path = tmp_path / "htpasswd"
+    path.write_text("".join(
+        f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(10)).decode()}\n"
+        for u, p in PASSWORDS.items()
+    ))
+    server = await _start(tmp_path, database)
+    try:
+        guesses = gatherResults([
+            Deferred.fromCoroutine(_code(_guesser(server, f"user{n}", source="127.0.0.2")))
+            for n in range(150)
+        ])
+        await sleep(0.2)
+        started = time.monotonic()
+        assert await _code(user(server, "alice")) == 200
+        took = time.monotonic() - started
+        codes = await guesses
+    finally:
+        await server.service.stopService()
+    assert codes.count(429) >= 100, codes
+    # 150 guesses at ~50 ms each on two threads would be seconds of queue.
+    assert took < 2.0, took
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_names_longer_than_256_bytes_are_refused_without_a_throttle_entry(
+    auth_server,
+):
+    throttle = auth_server.service._auth.authoriser.throttle
+    for n in range(20):
+        response = await anonymous(auth_server).request(
+            "POST", "/token", data={"grant_type": "password", "username": f"{n}" + "u" * 3000,
+                                    "password": "x", "service": "ocireg"},
+        )
+        await assert_oci_error(response, 401, "UNAUTHORIZED")
+    assert len(throttle) == 0
+    assert await _code(_guesser(auth_server, "u" * 256)) == 401
+    assert len(throttle) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_passwords_longer_than_72_bytes_log_in_as_htpasswd_hashed_them(
+    tmp_path, database,
+):
+    password = "correct horse battery staple " * 4
+    assert len(password.encode()) > 72
+    server = await _start(tmp_path, database)
+    try:
+        path = tmp_path / "htpasswd"
+        hashed = bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(4)).decode()
+        path.write_text(path.read_text() + f"dave:{hashed}\n")
+        await server.service._auth.watcher.reload()
+        assert await _code(As(server, basic("dave", password))) == 200
+        assert await _code(As(server, basic("dave", password[:60]))) == 401
+    finally:
+        await server.service.stopService()
 
 
 # Pull and push with Basic

@@ -152,10 +152,8 @@ class RequestAccess:
             return self._unauthorized(request, None, e.reason,
                                       "invalid_token" if e.invalid_token else None)
         except Throttled as e:
-            return RegistryError(
-                TOO_MANY_REQUESTS, f"too many failed logins; try again in {e.retry_after} s",
-                headers={"Retry-After": str(e.retry_after)},
-            )
+            return RegistryError(TOO_MANY_REQUESTS, str(e),
+                                 headers={"Retry-After": str(e.retry_after)})
 
     async def principal(self, request: IRequest) -> Principal:
         """Who is calling; 401 (or 429) when the credentials do not authenticate anyone."""
@@ -372,10 +370,8 @@ class TokenAPI:
                 headers={"WWW-Authenticate": f"Basic realm={_quoted(access.realm(request))}"},
             ) from None
         except Throttled as e:
-            raise RegistryError(
-                TOO_MANY_REQUESTS, f"too many failed logins; try again in {e.retry_after} s",
-                headers={"Retry-After": str(e.retry_after)},
-            ) from None
+            raise RegistryError(TOO_MANY_REQUESTS, str(e),
+                                headers={"Retry-After": str(e.retry_after)}) from None
         issued = access.authoriser.issue_token(principal, requested, self._clock.seconds())
         request.setHeader("Cache-Control", "no-store")
         return _json(request, {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -43,6 +44,8 @@ _log = Logger()
 
 #: The scope a client asks for to list the catalog.
 CATALOG = Access("registry", "catalog", ("*",))
+#: A longer user name is no user's: refused before it costs a bcrypt or a throttle entry.
+MAX_USER_BYTES = 256
 
 
 @implementer(IAuthoriser)
@@ -120,10 +123,21 @@ class Authoriser:
         if not user:
             # containers/image sends an empty Basic pair when it has no credentials.
             return ANONYMOUS
-        self.throttle.check(user, address)
-        if await self.passwords.check(user, credentials.password):
+        if len(user.encode("utf-8", "surrogatepass")) > MAX_USER_BYTES:
+            raise AuthenticationFailed("wrong user name or password")
+        if self.passwords.remembered(user, credentials.password):
+            # Right a moment ago: no bcrypt, so nothing for the throttle to guard.
             return Principal(user)
-        self.throttle.failed(user, address)
+        attempt = self.throttle.begin(user, address)
+        ok = False
+        try:
+            if attempt.delay:
+                await deferLater(self.clock, attempt.delay)
+            ok = await self.passwords.check(user, credentials.password)
+        finally:
+            attempt.done(ok)
+        if ok:
+            return Principal(user)
         # Never the password: not even a wrong one (it may be a right one mistyped).
         _log.warn("failed login for user {user!r} from {address}", user=user[:100],
                   address=address)
