@@ -17,7 +17,7 @@ from ocireg.auth.tokens import (
     TrustedIssuer,
     parse_scopes,
 )
-from ocireg.auth.users import HtpasswdError, parse_htpasswd
+from ocireg.auth.users import HtpasswdError, cost_of, parse_htpasswd
 from ocireg.config import Config, ConfigError
 from tests.auth_helpers import htpasswd_line
 
@@ -248,3 +248,28 @@ def test_auth_settings_that_cannot_work_are_refused():
         Config(auth_token_path="/v2/token")
     with pytest.raises(ConfigError, match="no way to log in"):
         Config(auth_htpasswd="x", auth_basic=False, auth_token_service=False)
+
+
+def test_the_hash_an_unknown_user_is_checked_against_costs_what_the_files_hashes_cost():
+    import bcrypt
+
+    def line(user: str, cost: int) -> str:
+        return f"{user}:{bcrypt.hashpw(b'pw', bcrypt.gensalt(cost)).decode()}\n"
+
+    users = parse_htpasswd(line("a", 5) + line("b", 5) + line("c", 4))
+    assert cost_of(users.dummy) == 5
+    assert not bcrypt.checkpw(b"", users.dummy)
+    users = parse_htpasswd(line("a", 6))
+    assert cost_of(users.dummy) == 6
+
+
+def test_a_password_is_checked_as_htpasswd_checks_it_on_its_first_72_bytes():
+    import bcrypt
+
+    from ocireg.auth.users import _checkpw
+
+    password = b"p" * 100
+    hashed = bcrypt.hashpw(password[:72], bcrypt.gensalt(4))
+    assert _checkpw(password, hashed)
+    assert _checkpw(password[:72], hashed)
+    assert not _checkpw(password[:71], hashed)
