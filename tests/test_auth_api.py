@@ -463,6 +463,45 @@ async def test_token_endpoint_refuses_bad_credentials_and_other_services(auth_se
     await response.content()
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_token_request_asks_for_at_most_64_scopes_in_all(auth_server):
+    scopes = [f"repository:team/app{n}:pull" for n in range(65)]
+    for query in ("scope=" + "%20".join(scopes),
+                  "&".join(f"scope={s}" for s in scopes),
+                  "scope=" + "%20".join(scopes[:40]) + "&scope=" + "%20".join(scopes[40:])):
+        response = await user(auth_server, "bob").request("GET", f"/token?{query}")
+        error = await assert_oci_error(response, 400, "TOKEN_REQUEST_INVALID")
+        assert "64" in error["message"]
+    issued = await _token(auth_server, "bob", "%20".join(scopes[:64]))
+    assert len(issued["scope"].split()) == 64
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_request_body_over_64_kib_is_a_413(auth_server):
+    form = {"grant_type": "password", "username": "bob", "password": PASSWORDS["bob"],
+            "service": "ocireg", "scope": "repository:team/app:pull", "pad": "x" * 65536}
+    response = await anonymous(auth_server).request("POST", "/token", data=form)
+    await assert_oci_error(response, 413)
+    form["pad"] = "x" * 1000
+    response = await anonymous(auth_server).request("POST", "/token", data=form)
+    assert response.code == 200
+    assert json.loads(await response.content())["scope"] == "repository:team/app:pull"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_too_large_to_be_accepted_is_never_issued(auth_server):
+    # root may pull anything: 64 long names would make a token the registry refuses.
+    scopes = [f"repository:{'a' * 200}{n}:pull" for n in range(64)]
+    response = await user(auth_server, "root").request(
+        "GET", "/token?scope=" + "%20".join(scopes)
+    )
+    error = await assert_oci_error(response, 400, "TOKEN_REQUEST_INVALID")
+    assert "fewer scopes" in error["message"]
+    # The same repository asked for again and again is one grant.
+    issued = await _token(auth_server, "root", "%20".join(scopes[:1] * 64))
+    assert issued["scope"] == scopes[0]
+
+
 def _signing_key(server):
     from cryptography.hazmat.primitives import serialization
 

@@ -39,12 +39,13 @@ from ocireg.auth.interfaces import (
 )
 from ocireg.auth.permissions import DELETE, PULL, PUSH
 from ocireg.auth.throttle import Throttled
-from ocireg.auth.tokens import parse_scopes
+from ocireg.auth.tokens import TokenTooLarge, parse_scopes
 from ocireg.errors import (
     BLOB_UPLOAD_UNKNOWN,
     DENIED,
     METHOD_UNSUPPORTED,
     NOT_FOUND,
+    TOO_LARGE,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
     UNSUPPORTED,
@@ -56,6 +57,8 @@ _log = Logger()
 
 #: An Authorization header longer than this is refused unread.
 MAX_AUTHORIZATION = 8192
+#: A token request's form: a user name, a password and up to 64 scopes fit well.
+MAX_TOKEN_BODY = 64 * 1024
 
 #: The actions a client asks a token for, to do each action.
 _SCOPE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
@@ -332,6 +335,8 @@ class TokenAPI:
         # The OAuth2 form docker sends with a stored identity: a password grant.
         content = request.content
         raw = content.value() if isinstance(content, BufferedBody) else content.read()
+        if len(raw) > MAX_TOKEN_BODY:
+            raise RegistryError(TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes")
         try:
             args = parse_qs(raw.decode("utf-8"), max_num_fields=100)
         except (UnicodeDecodeError, ValueError):
@@ -351,7 +356,7 @@ class TokenAPI:
         if service is not None and service != access.authoriser.challenge.service:
             raise RegistryError(TOKEN_REQUEST_INVALID, f"unknown service {service[:60]!r}")
         try:
-            requested = parse_scopes(args.get("scope", [])[:50])
+            requested = parse_scopes(args.get("scope", []))
         except ValueError as e:
             raise RegistryError(TOKEN_REQUEST_INVALID, str(e)) from None
         try:
@@ -372,7 +377,10 @@ class TokenAPI:
         except Throttled as e:
             raise RegistryError(TOO_MANY_REQUESTS, str(e),
                                 headers={"Retry-After": str(e.retry_after)}) from None
-        issued = access.authoriser.issue_token(principal, requested, self._clock.seconds())
+        try:
+            issued = access.authoriser.issue_token(principal, requested, self._clock.seconds())
+        except TokenTooLarge as e:
+            raise RegistryError(TOKEN_REQUEST_INVALID, str(e)) from None
         request.setHeader("Cache-Control", "no-store")
         return _json(request, {
             "token": issued.token,

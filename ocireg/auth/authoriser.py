@@ -185,19 +185,25 @@ class Authoriser:
                     now: float) -> IssuedToken:
         if self.issuer is None:
             raise AuthenticationFailed("this registry issues no tokens")
-        granted: list[Access] = []
+        # (type, name) -> actions: a name asked for twice is one grant.
+        granted: dict[tuple[str, str], tuple[str, ...]] = {}
         for access in requested:
-            if access == CATALOG or (access.type, access.name) == (CATALOG.type, CATALOG.name):
+            if (access.type, access.name) == (CATALOG.type, CATALOG.name):
                 # Anyone may list the catalog; it shows only what they may pull.
-                granted.append(CATALOG)
+                granted[CATALOG.type, CATALOG.name] = CATALOG.actions
                 continue
             if access.type != "repository" or not _valid_name(access.name):
                 continue
             allowed = self.permissions.actions(principal.user, access.name)
-            actions = tuple(a for a in dict.fromkeys(access.actions) if a in allowed)
+            before = granted.get(("repository", access.name), ())
+            actions = tuple(a for a in dict.fromkeys(before + access.actions) if a in allowed)
             if actions:
-                granted.append(Access("repository", access.name, actions))
-        return self.issuer.issue(principal.name, tuple(granted), now)
+                granted["repository", access.name] = actions
+        return self.issuer.issue(
+            principal.name,
+            tuple(Access(kind, name, actions) for (kind, name), actions in granted.items()),
+            now,
+        )
 
     # Uploads
 
