@@ -371,6 +371,29 @@ async def test_management_api_needs_an_admin(auth_server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_management_api_needs_a_token_for_it_not_just_an_admins_token(auth_server):
+    # A pull token of an admin (a leaked one, say) opens no management API.
+    pull = (await _token(auth_server, "root", "repository:team/app:pull"))["token"]
+    for token in (pull, (await _token(auth_server, "root"))["token"]):
+        response = await bearer(auth_server, token).request("GET", "/api/v1/repositories/")
+        assert response.code == 401
+        assert 'scope="registry:management:*"' in _challenge(response)
+        assert 'error="insufficient_scope"' in _challenge(response)
+        await response.content()
+    issued = await _token(auth_server, "root", "registry:management:*")
+    assert issued["scope"] == "registry:management:*"
+    response = await bearer(auth_server, issued["token"]).request("GET", "/api/v1/repositories/")
+    assert response.code == 200
+    await response.content()
+    # Nobody else is granted it.
+    issued = await _token(auth_server, "bob", "registry:management:*")
+    assert issued["scope"] == ""
+    response = await bearer(auth_server, issued["token"]).request("GET", "/api/v1/repositories/")
+    assert response.code == 403
+    await response.content()
+
+
+@pytest_twisted.ensureDeferred
 async def test_rules_reload_without_a_restart(auth_server):
     bob = user(auth_server, "bob")
     response = await bob.request("POST", "/v2/team/app/blobs/uploads/")

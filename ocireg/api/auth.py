@@ -28,6 +28,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ocireg.api.render import json_response as _json
 from ocireg.api.streaming import BufferedBody
+from ocireg.auth.authoriser import MANAGEMENT
 from ocireg.auth.interfaces import (
     AuthenticationFailed,
     BasicCredentials,
@@ -231,12 +232,16 @@ class RequestAccess:
 
     async def require_admin(self, request: IRequest) -> Principal:
         principal = await self.principal(request)
-        if self.authoriser.is_admin(principal):
+        decision = self.authoriser.admin(principal)
+        if decision is Decision.ALLOW:
             return principal
-        if principal.user is None:
+        if decision is Decision.RESCOPE:
+            raise self._unauthorized(request, MANAGEMENT.to_scope(), "the management API needs "
+                                     "Basic credentials or a token for it", "insufficient_scope")
+        if decision is Decision.LOGIN:
             raise self._unauthorized(request, None, "the management API needs an admin",
                                      basic=True)
-        raise RegistryError(DENIED, f"{principal.name} is not an admin")
+        raise RegistryError(DENIED, f"{principal.name or 'this token'} is not an admin")
 
     # The challenge
 

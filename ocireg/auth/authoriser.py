@@ -44,6 +44,9 @@ _log = Logger()
 
 #: The scope a client asks for to list the catalog.
 CATALOG = Access("registry", "catalog", ("*",))
+#: The scope a token needs for the management API (/api/v1/): an admin's token
+#: for pulling is no key to it.
+MANAGEMENT = Access("registry", "management", ("*",))
 #: A longer user name is no user's: refused before it costs a bcrypt or a throttle entry.
 MAX_USER_BYTES = 256
 
@@ -69,8 +72,8 @@ class OpenAuthoriser:
     def may_see(self, principal: Principal, repository: str) -> bool:
         return True
 
-    def is_admin(self, principal: Principal) -> bool:
-        return True
+    def admin(self, principal: Principal) -> Decision:
+        return Decision.ALLOW
 
     def issue_token(self, principal: Principal, requested: tuple[Access, ...],
                     now: float) -> IssuedToken:
@@ -174,10 +177,17 @@ class Authoriser:
             return principal.token.grants("repository", repository, PULL)
         return self.permissions.allows(principal.user, repository, PULL)
 
-    def is_admin(self, principal: Principal) -> bool:
-        if principal.token is not None and not self._own_token(principal):
-            return False
-        return self.permissions.is_admin(principal.user)
+    def admin(self, principal: Principal) -> Decision:
+        is_admin = self.permissions.is_admin(principal.user)
+        token = principal.token
+        if token is not None and not self._own_token(principal):
+            # Another issuer's users are not ours to make admins.
+            is_admin = False
+        elif token is not None and not token.grants(MANAGEMENT.type, MANAGEMENT.name, "*"):
+            return Decision.RESCOPE if is_admin else Decision.DENY
+        if is_admin:
+            return Decision.ALLOW
+        return Decision.LOGIN if principal.user is None else Decision.DENY
 
     # Tokens
 
@@ -191,6 +201,10 @@ class Authoriser:
             if (access.type, access.name) == (CATALOG.type, CATALOG.name):
                 # Anyone may list the catalog; it shows only what they may pull.
                 granted[CATALOG.type, CATALOG.name] = CATALOG.actions
+                continue
+            if (access.type, access.name) == (MANAGEMENT.type, MANAGEMENT.name):
+                if self.permissions.is_admin(principal.user):
+                    granted[MANAGEMENT.type, MANAGEMENT.name] = MANAGEMENT.actions
                 continue
             if access.type != "repository" or not _valid_name(access.name):
                 continue
