@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -90,6 +91,26 @@ def _text(name: str):
             raise ConfigError(f"setting {name!r} must be a string")
 
     return check
+
+
+def _realm(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, str):
+        raise ConfigError("setting 'auth_realm' must be a string")
+    if not value:
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError when out of range)
+    except ValueError:
+        parts = urlsplit("")
+    # It goes into a quoted header parameter: no quotes, spaces or control characters.
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment
+            or any(c in value for c in '"\\') or any(c.isspace() or ord(c) < 32 for c in value)
+            or len(value) > 2048):
+        raise ConfigError(
+            f"setting 'auth_realm' must be the token endpoint's http:// or https:// URL, "
+            f"such as https://registry.example/token, not {value[:100]!r}"
+        )
 
 
 def _rules(value: object) -> tuple[Rule, ...]:
@@ -201,7 +222,8 @@ class Config:
     #: The issuer (`iss`) of ocireg's tokens.
     auth_issuer: str = attrs.field(default="ocireg", validator=_text("auth_issuer"))
     #: The token endpoint URL clients are sent to; empty: this server's auth_token_path.
-    auth_realm: str = attrs.field(default="", validator=_text("auth_realm"))
+    #: Set it behind a proxy: the client's Host header is not to be trusted.
+    auth_realm: str = attrs.field(default="", validator=_realm)
     #: An external issuer whose tokens are trusted (their `iss`).
     auth_trusted_issuer: str = attrs.field(default="", validator=_text("auth_trusted_issuer"))
     #: Its public key: a PEM key or certificate, or a JWKS file.

@@ -613,6 +613,20 @@ async def test_two_authorization_headers_are_a_401(auth_server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_challenge_names_auth_realm_whatever_host_the_client_sends(tmp_path, database):
+    server = await _start(tmp_path, database, auth_realm="https://registry.example/token")
+    try:
+        for host in ("evil.example", "127.0.0.1"):
+            response = await anonymous(server).request("GET", "/v2/", headers={"Host": host})
+            await assert_oci_error(response, 401, "UNAUTHORIZED")
+            assert _challenge(response) == (
+                'Bearer realm="https://registry.example/token",service="ocireg"'
+            )
+    finally:
+        await server.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
 async def test_basic_on_the_registry_api_can_be_switched_off(tmp_path, database):
     server = await _start(tmp_path, database, auth_basic=False)
     try:

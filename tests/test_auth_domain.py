@@ -273,3 +273,17 @@ def test_a_password_is_checked_as_htpasswd_checks_it_on_its_first_72_bytes():
     assert _checkpw(password, hashed)
     assert _checkpw(password[:72], hashed)
     assert not _checkpw(password[:71], hashed)
+
+
+@pytest.mark.parametrize("realm", ["registry.example/token", "ftp://registry.example/token",
+                                   "https:///token", 'https://r.example/token"x',
+                                   "https://r.example/to ken", "https://r.example/t#x"])
+def test_an_auth_realm_that_is_no_http_url_is_refused(realm):
+    with pytest.raises(ConfigError, match="auth_realm"):
+        Config(auth_htpasswd="x", auth_realm=realm)
+
+
+def test_an_auth_realm_url_is_accepted():
+    assert Config(auth_realm="https://registry.example:8443/token").auth_realm == (
+        "https://registry.example:8443/token"
+    )
