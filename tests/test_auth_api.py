@@ -213,6 +213,47 @@ async def test_user_names_longer_than_256_bytes_are_refused_without_a_throttle_e
     assert len(throttle) == 2
 
 
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise KeyError("VmRSS")
+
+
+def test_failed_logins_with_long_names_from_many_addresses_leave_server_memory_flat(tmp_path):
+    import http.client
+    from urllib.parse import urlencode
+
+    from tests.support import RegistryProcess
+
+    write_htpasswd(tmp_path / "htpasswd")
+    (tmp_path / "ocireg.toml").write_text(f'auth_htpasswd = "{tmp_path / "htpasswd"}"\n')
+    server = RegistryProcess(tmp_path / "data").start("--config", str(tmp_path / "ocireg.toml"))
+    try:
+        def fail(source: str, name: str) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30,
+                                              source_address=(source, 0))
+            body = urlencode({"grant_type": "password", "username": name, "password": "x"})
+            conn.request("POST", "/token", body=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            return response.status
+
+        assert fail("127.0.0.1", "warm-up") == 401
+        before = _rss(server.process.pid)
+        # 300 addresses x 5 failures x 60 KB names: 90 MB if the names were kept.
+        for n in range(1500):
+            assert fail(f"127.0.{n // 5 // 250 + 1}.{n // 5 % 250 + 1}",
+                        f"{n:08}" + "u" * 60_000) in (401, 429)
+        grown = _rss(server.process.pid) - before
+    finally:
+        server.stop()
+    assert grown < 30 * 1024 * 1024, f"the server grew by {grown // 1024 // 1024} MiB"
+
+
 @pytest_twisted.ensureDeferred
 async def test_passwords_longer_than_72_bytes_log_in_as_htpasswd_hashed_them(
     tmp_path, database,
