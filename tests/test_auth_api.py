@@ -146,6 +146,15 @@ async def test_failed_logins_refuse_that_user_from_that_address_only_and_log_no_
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_password_right_a_moment_ago_is_not_refused_for_guesses_since(auth_server):
+    # bob is pushing, his credentials on every request; someone guesses his password.
+    assert await _code(user(auth_server, "bob")) == 200
+    for _ in range(6):
+        assert await _code(_guesser(auth_server, "bob")) in (401, 429)
+    assert await _code(user(auth_server, "bob")) == 200
+
+
+@pytest_twisted.ensureDeferred
 async def test_failures_for_many_users_from_one_address_do_not_lock_out_the_others_there(
     tmp_path, database,
 ):
