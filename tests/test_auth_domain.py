@@ -287,3 +287,17 @@ def test_an_auth_realm_url_is_accepted():
     assert Config(auth_realm="https://registry.example:8443/token").auth_realm == (
         "https://registry.example:8443/token"
     )
+
+
+def test_failures_count_even_when_a_full_table_pushed_them_out_during_the_check():
+    throttle = LoginThrottle(Clock(), attempts=3, window=60, capacity=4, queue=100,
+                             queue_total=100)
+    checking = [throttle.begin("alice", "10.0.0.1") for _ in range(2)]
+    for n in range(10):
+        _guess(throttle, f"user{n}", f"10.1.0.{n}")
+    # A third guess, counted afresh: the table forgot the two being checked.
+    throttle.begin("alice", "10.0.0.1")
+    for attempt in checking:
+        attempt.done(False)
+    with pytest.raises(Throttled):
+        throttle.begin("alice", "10.0.0.1")

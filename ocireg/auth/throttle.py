@@ -183,12 +183,13 @@ class LoginThrottle:
             return
         for key, entry, limit in ((keys[0], pair, self._attempts),
                                   (keys[1], source, self._address_attempts)):
+            # Back in the table if it was pushed out while the password was checked
+            # (onto the entry that took its place, if one did).
+            entry = self._entries.setdefault(key, entry)
+            self._entries.move_to_end(key)
+            entry.touched = now
             failures = entry.recent(now, self._window)
             failures.append(now)
             if len(failures) > limit:
                 failures.pop(0)
-            # Back in the table if it was pushed out while the password was checked.
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            entry.touched = now
         self._expire(now)
