@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -90,6 +91,26 @@ def _text(name: str):
             raise ConfigError(f"setting {name!r} must be a string")
 
     return check
+
+
+def _realm(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, str):
+        raise ConfigError("setting 'auth_realm' must be a string")
+    if not value:
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError when out of range)
+    except ValueError:
+        parts = urlsplit("")
+    # It goes into a quoted header parameter: no quotes, spaces or control characters.
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment
+            or any(c in value for c in '"\\') or any(c.isspace() or ord(c) < 32 for c in value)
+            or len(value) > 2048):
+        raise ConfigError(
+            f"setting 'auth_realm' must be the token endpoint's http:// or https:// URL, "
+            f"such as https://registry.example/token, not {value[:100]!r}"
+        )
 
 
 def _rules(value: object) -> tuple[Rule, ...]:
@@ -201,17 +222,29 @@ class Config:
     #: The issuer (`iss`) of ocireg's tokens.
     auth_issuer: str = attrs.field(default="ocireg", validator=_text("auth_issuer"))
     #: The token endpoint URL clients are sent to; empty: this server's auth_token_path.
-    auth_realm: str = attrs.field(default="", validator=_text("auth_realm"))
+    #: Set it behind a proxy: the client's Host header is not to be trusted.
+    auth_realm: str = attrs.field(default="", validator=_realm)
     #: An external issuer whose tokens are trusted (their `iss`).
     auth_trusted_issuer: str = attrs.field(default="", validator=_text("auth_trusted_issuer"))
     #: Its public key: a PEM key or certificate, or a JWKS file.
     auth_trusted_keys: str = attrs.field(default="", validator=_text("auth_trusted_keys"))
-    #: Failed logins per user, and per client address, within auth_login_window...
+    #: Failed logins of one user from one client address within auth_login_window
+    #: seconds, after which that user's logins from there are refused (429).
     auth_login_attempts: int = attrs.field(
         default=5, validator=_whole_number("auth_login_attempts", 1)
     )
-    #: ...seconds, after which further logins are refused until the window moves on.
     auth_login_window: float = attrs.field(default=60, validator=_seconds("auth_login_window"))
+    #: Failed logins from one client address (any users) within auth_login_window,
+    #: after which its logins are slowed down (never refused for it).
+    auth_login_per_address: int = attrs.field(
+        default=20, validator=_whole_number("auth_login_per_address", 1)
+    )
+    #: Logins from one client address waiting for or in a password check; beyond: 429.
+    auth_login_queue: int = attrs.field(default=4, validator=_whole_number("auth_login_queue", 1))
+    #: Logins from all addresses waiting for or in a password check; beyond: 429.
+    auth_login_queue_total: int = attrs.field(
+        default=32, validator=_whole_number("auth_login_queue_total", 1)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.workers > 1 and not self.database:

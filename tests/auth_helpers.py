@@ -7,6 +7,8 @@ from pathlib import Path
 
 import bcrypt
 import treq
+from twisted.internet import reactor
+from twisted.web.client import Agent
 
 #: Users of the test registries, and their passwords.
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "root": "root-pw", "carol": "carol-pw"}
@@ -37,28 +39,37 @@ def basic(user: str, password: str) -> str:
 
 
 class As:
-    """`server`, seen by one caller: every request carries `authorization` (None: anonymous)."""
+    """`server`, seen by one caller: every request carries `authorization` (None: anonymous).
 
-    def __init__(self, server, authorization: str | None) -> None:
+    `source`: the loopback address the caller connects from (127.0.0.2, ...),
+    to be another client address than the other callers'.
+    """
+
+    def __init__(self, server, authorization: str | None, source: str | None = None) -> None:
         self._server = server
         self.authorization = authorization
         self.url = server.url
         self.registry = server.registry
+        self._source = source
 
     def request(self, method: str, path: str, **kwargs):
         headers = dict(kwargs.pop("headers", None) or {})
         if self.authorization is not None:
             headers["Authorization"] = self.authorization
         kwargs.setdefault("timeout", 30)
-        return treq.request(method, self.url + path, headers=headers, persistent=False, **kwargs)
+        if self._source is not None:
+            kwargs["agent"] = Agent(reactor, bindAddress=(self._source, 0))
+        else:
+            kwargs["persistent"] = False
+        return treq.request(method, self.url + path, headers=headers, **kwargs)
 
 
-def user(server, name: str) -> As:
-    return As(server, basic(name, PASSWORDS[name]))
+def user(server, name: str, source: str | None = None) -> As:
+    return As(server, basic(name, PASSWORDS[name]), source)
 
 
-def anonymous(server) -> As:
-    return As(server, None)
+def anonymous(server, source: str | None = None) -> As:
+    return As(server, None, source)
 
 
 def bearer(server, token: str) -> As:

@@ -7,12 +7,14 @@ import json
 import os
 import time
 
+import bcrypt
 import jwt
 import pytest
 import pytest_twisted
 import treq
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import globalLogPublisher
 
 from ocireg import cli
@@ -34,6 +36,7 @@ from tests.auth_helpers import (
     GROUPS,
     PASSWORDS,
     RULES,
+    As,
     anonymous,
     basic,
     bearer,
@@ -45,7 +48,10 @@ from tests.conftest import InProcessServer
 
 
 async def _start(tmp_path, database, **settings) -> InProcessServer:
-    htpasswd = write_htpasswd(tmp_path / "htpasswd")
+    """A registry with auth on; its htpasswd file is the test's own if it wrote one."""
+    htpasswd = tmp_path / "htpasswd"
+    if not htpasswd.exists():
+        write_htpasswd(htpasswd)
     config = Config(
         listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"), database=database,
         auth_htpasswd=str(htpasswd), auth_rules=RULES, auth_groups=GROUPS, **settings,
@@ -105,30 +111,174 @@ async def test_basic_credentials_open_the_base_endpoint_and_a_wrong_password_doe
     await assert_oci_error(wrong, 401, "UNAUTHORIZED")
 
 
+async def _code(caller, method: str = "GET", path: str = "/v2/", **kwargs) -> int:
+    response = await caller.request(method, path, **kwargs)
+    await response.content()
+    return response.code
+
+
+def _guesser(server, name: str, source: str | None = None, password: str = "guess-123"):
+    return As(server, basic(name, password), source)
+
+
 @pytest_twisted.ensureDeferred
-async def test_failed_logins_are_throttled_per_user_and_logged_without_the_password(
+async def test_failed_logins_refuse_that_user_from_that_address_only_and_log_no_password(
     auth_server,
 ):
     events: list[dict] = []
     globalLogPublisher.addObserver(events.append)
     try:
         for _ in range(5):
-            response = await anonymous(auth_server).request(
-                "GET", "/v2/", headers={"Authorization": basic("bob", "guess-123")}
-            )
+            response = await _guesser(auth_server, "bob").request("GET", "/v2/")
             await assert_oci_error(response, 401, "UNAUTHORIZED")
-        # Now even the right password is refused until the window moves on.
+        # bob from this address is refused until the window moves on...
         response = await user(auth_server, "bob").request("GET", "/v2/")
         await assert_oci_error(response, 429, "TOOMANYREQUESTS")
         assert int(header(response, "Retry-After")) > 0
-        # The same client address trying another user is throttled too.
-        response = await user(auth_server, "alice").request("GET", "/v2/")
-        await assert_oci_error(response, 429, "TOOMANYREQUESTS")
+        # ...but not bob from elsewhere, nor another user from this address.
+        assert await _code(user(auth_server, "bob", source="127.0.0.2")) == 200
+        assert await _code(user(auth_server, "alice")) == 200
     finally:
-        globalLogPublisher.removeObserver(events)
+        globalLogPublisher.removeObserver(events.append)
     logged = [repr(e) for e in events if "failed login" in e.get("log_format", "")]
     assert logged, "failed logins are logged"
     assert not any("guess-123" in line for line in logged)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_password_right_a_moment_ago_is_not_refused_for_guesses_since(auth_server):
+    # bob is pushing, his credentials on every request; someone guesses his password.
+    assert await _code(user(auth_server, "bob")) == 200
+    for _ in range(6):
+        assert await _code(_guesser(auth_server, "bob")) in (401, 429)
+    assert await _code(user(auth_server, "bob")) == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_failures_for_many_users_from_one_address_do_not_lock_out_the_others_there(
+    tmp_path, database,
+):
+    server = await _start(tmp_path, database, auth_login_per_address=3, auth_login_window=3)
+    try:
+        for name in ("x1", "x2", "x3", "x4", "x5", "x6"):
+            assert await _code(_guesser(server, name)) == 401
+        # Slowed down at most: a right password from the same address still logs in.
+        assert await _code(user(server, "alice")) == 200
+    finally:
+        await server.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_parallel_wrong_passwords_are_counted_before_they_are_checked(auth_server):
+    codes = await gatherResults(
+        [Deferred.fromCoroutine(_code(_guesser(auth_server, "alice"))) for _ in range(60)]
+    )
+    # Those that reached bcrypt are a 401; the rest were refused at once.
+    assert codes.count(401) <= 5
+    assert codes.count(429) == 60 - codes.count(401)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_flood_of_guesses_from_one_address_does_not_queue_another_users_login(
+    tmp_path, database,
+):
+    # A realistic bcrypt cost, so that a queue of guesses would show.
+    path = tmp_path / "htpasswd"
+    path.write_text("".join(
+        f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(10)).decode()}\n"
+        for u, p in PASSWORDS.items()
+    ))
+    server = await _start(tmp_path, database)
+    try:
+        guesses = gatherResults([
+            Deferred.fromCoroutine(_code(_guesser(server, f"user{n}", source="127.0.0.2")))
+            for n in range(150)
+        ])
+        await sleep(0.2)
+        started = time.monotonic()
+        assert await _code(user(server, "alice")) == 200
+        took = time.monotonic() - started
+        codes = await guesses
+    finally:
+        await server.service.stopService()
+    assert codes.count(429) >= 100, codes
+    # 150 guesses at ~50 ms each on two threads would be seconds of queue.
+    assert took < 2.0, took
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_names_longer_than_256_bytes_are_refused_without_a_throttle_entry(
+    auth_server,
+):
+    throttle = auth_server.service._auth.authoriser.throttle
+    for n in range(20):
+        response = await anonymous(auth_server).request(
+            "POST", "/token", data={"grant_type": "password", "username": f"{n}" + "u" * 3000,
+                                    "password": "x", "service": "ocireg"},
+        )
+        await assert_oci_error(response, 401, "UNAUTHORIZED")
+    assert len(throttle) == 0
+    assert await _code(_guesser(auth_server, "u" * 256)) == 401
+    assert len(throttle) == 2
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise KeyError("VmRSS")
+
+
+def test_failed_logins_with_long_names_from_many_addresses_leave_server_memory_flat(tmp_path):
+    import http.client
+    from urllib.parse import urlencode
+
+    from tests.support import RegistryProcess
+
+    write_htpasswd(tmp_path / "htpasswd")
+    (tmp_path / "ocireg.toml").write_text(f'auth_htpasswd = "{tmp_path / "htpasswd"}"\n')
+    server = RegistryProcess(tmp_path / "data").start("--config", str(tmp_path / "ocireg.toml"))
+    try:
+        def fail(source: str, name: str) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30,
+                                              source_address=(source, 0))
+            body = urlencode({"grant_type": "password", "username": name, "password": "x"})
+            conn.request("POST", "/token", body=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            return response.status
+
+        assert fail("127.0.0.1", "warm-up") == 401
+        before = _rss(server.process.pid)
+        # 300 addresses x 5 failures x 60 KB names: 90 MB if the names were kept.
+        for n in range(1500):
+            assert fail(f"127.0.{n // 5 // 250 + 1}.{n // 5 % 250 + 1}",
+                        f"{n:08}" + "u" * 60_000) in (401, 429)
+        grown = _rss(server.process.pid) - before
+    finally:
+        server.stop()
+    assert grown < 30 * 1024 * 1024, f"the server grew by {grown // 1024 // 1024} MiB"
+
+
+@pytest_twisted.ensureDeferred
+async def test_passwords_longer_than_72_bytes_log_in_as_htpasswd_hashed_them(
+    tmp_path, database,
+):
+    password = "correct horse battery staple " * 4
+    assert len(password.encode()) > 72
+    server = await _start(tmp_path, database)
+    try:
+        path = tmp_path / "htpasswd"
+        hashed = bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(4)).decode()
+        path.write_text(path.read_text() + f"dave:{hashed}\n")
+        await server.service._auth.watcher.reload()
+        assert await _code(As(server, basic("dave", password))) == 200
+        assert await _code(As(server, basic("dave", password[:60]))) == 401
+    finally:
+        await server.service.stopService()
 
 
 # Pull and push with Basic
@@ -271,6 +421,29 @@ async def test_management_api_needs_an_admin(auth_server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_management_api_needs_a_token_for_it_not_just_an_admins_token(auth_server):
+    # A pull token of an admin (a leaked one, say) opens no management API.
+    pull = (await _token(auth_server, "root", "repository:team/app:pull"))["token"]
+    for token in (pull, (await _token(auth_server, "root"))["token"]):
+        response = await bearer(auth_server, token).request("GET", "/api/v1/repositories/")
+        assert response.code == 401
+        assert 'scope="registry:management:*"' in _challenge(response)
+        assert 'error="insufficient_scope"' in _challenge(response)
+        await response.content()
+    issued = await _token(auth_server, "root", "registry:management:*")
+    assert issued["scope"] == "registry:management:*"
+    response = await bearer(auth_server, issued["token"]).request("GET", "/api/v1/repositories/")
+    assert response.code == 200
+    await response.content()
+    # Nobody else is granted it.
+    issued = await _token(auth_server, "bob", "registry:management:*")
+    assert issued["scope"] == ""
+    response = await bearer(auth_server, issued["token"]).request("GET", "/api/v1/repositories/")
+    assert response.code == 403
+    await response.content()
+
+
+@pytest_twisted.ensureDeferred
 async def test_rules_reload_without_a_restart(auth_server):
     bob = user(auth_server, "bob")
     response = await bob.request("POST", "/v2/team/app/blobs/uploads/")
@@ -363,6 +536,45 @@ async def test_token_endpoint_refuses_bad_credentials_and_other_services(auth_se
     await response.content()
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_token_request_asks_for_at_most_64_scopes_in_all(auth_server):
+    scopes = [f"repository:team/app{n}:pull" for n in range(65)]
+    for query in ("scope=" + "%20".join(scopes),
+                  "&".join(f"scope={s}" for s in scopes),
+                  "scope=" + "%20".join(scopes[:40]) + "&scope=" + "%20".join(scopes[40:])):
+        response = await user(auth_server, "bob").request("GET", f"/token?{query}")
+        error = await assert_oci_error(response, 400, "TOKEN_REQUEST_INVALID")
+        assert "64" in error["message"]
+    issued = await _token(auth_server, "bob", "%20".join(scopes[:64]))
+    assert len(issued["scope"].split()) == 64
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_request_body_over_64_kib_is_a_413(auth_server):
+    form = {"grant_type": "password", "username": "bob", "password": PASSWORDS["bob"],
+            "service": "ocireg", "scope": "repository:team/app:pull", "pad": "x" * 65536}
+    response = await anonymous(auth_server).request("POST", "/token", data=form)
+    await assert_oci_error(response, 413)
+    form["pad"] = "x" * 1000
+    response = await anonymous(auth_server).request("POST", "/token", data=form)
+    assert response.code == 200
+    assert json.loads(await response.content())["scope"] == "repository:team/app:pull"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_too_large_to_be_accepted_is_never_issued(auth_server):
+    # root may pull anything: 64 long names would make a token the registry refuses.
+    scopes = [f"repository:{'a' * 200}{n}:pull" for n in range(64)]
+    response = await user(auth_server, "root").request(
+        "GET", "/token?scope=" + "%20".join(scopes)
+    )
+    error = await assert_oci_error(response, 400, "TOKEN_REQUEST_INVALID")
+    assert "fewer scopes" in error["message"]
+    # The same repository asked for again and again is one grant.
+    issued = await _token(auth_server, "root", "%20".join(scopes[:1] * 64))
+    assert issued["scope"] == scopes[0]
+
+
 def _signing_key(server):
     from cryptography.hazmat.primitives import serialization
 
@@ -448,6 +660,20 @@ async def test_two_authorization_headers_are_a_401(auth_server):
                                            basic("bob", PASSWORDS["bob"])]}),
     )
     await assert_oci_error(response, 401, "UNAUTHORIZED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_challenge_names_auth_realm_whatever_host_the_client_sends(tmp_path, database):
+    server = await _start(tmp_path, database, auth_realm="https://registry.example/token")
+    try:
+        for host in ("evil.example", "127.0.0.1"):
+            response = await anonymous(server).request("GET", "/v2/", headers={"Host": host})
+            await assert_oci_error(response, 401, "UNAUTHORIZED")
+            assert _challenge(response) == (
+                'Bearer realm="https://registry.example/token",service="ocireg"'
+            )
+    finally:
+        await server.service.stopService()
 
 
 @pytest_twisted.ensureDeferred

@@ -28,6 +28,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ocireg.api.render import json_response as _json
 from ocireg.api.streaming import BufferedBody
+from ocireg.auth.authoriser import MANAGEMENT
 from ocireg.auth.interfaces import (
     AuthenticationFailed,
     BasicCredentials,
@@ -39,12 +40,13 @@ from ocireg.auth.interfaces import (
 )
 from ocireg.auth.permissions import DELETE, PULL, PUSH
 from ocireg.auth.throttle import Throttled
-from ocireg.auth.tokens import parse_scopes
+from ocireg.auth.tokens import TokenTooLarge, parse_scopes
 from ocireg.errors import (
     BLOB_UPLOAD_UNKNOWN,
     DENIED,
     METHOD_UNSUPPORTED,
     NOT_FOUND,
+    TOO_LARGE,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
     UNSUPPORTED,
@@ -56,6 +58,8 @@ _log = Logger()
 
 #: An Authorization header longer than this is refused unread.
 MAX_AUTHORIZATION = 8192
+#: A token request's form: a user name, a password and up to 64 scopes fit well.
+MAX_TOKEN_BODY = 64 * 1024
 
 #: The actions a client asks a token for, to do each action.
 _SCOPE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
@@ -152,10 +156,8 @@ class RequestAccess:
             return self._unauthorized(request, None, e.reason,
                                       "invalid_token" if e.invalid_token else None)
         except Throttled as e:
-            return RegistryError(
-                TOO_MANY_REQUESTS, f"too many failed logins; try again in {e.retry_after} s",
-                headers={"Retry-After": str(e.retry_after)},
-            )
+            return RegistryError(TOO_MANY_REQUESTS, str(e),
+                                 headers={"Retry-After": str(e.retry_after)})
 
     async def principal(self, request: IRequest) -> Principal:
         """Who is calling; 401 (or 429) when the credentials do not authenticate anyone."""
@@ -230,12 +232,16 @@ class RequestAccess:
 
     async def require_admin(self, request: IRequest) -> Principal:
         principal = await self.principal(request)
-        if self.authoriser.is_admin(principal):
+        decision = self.authoriser.admin(principal)
+        if decision is Decision.ALLOW:
             return principal
-        if principal.user is None:
+        if decision is Decision.RESCOPE:
+            raise self._unauthorized(request, MANAGEMENT.to_scope(), "the management API needs "
+                                     "Basic credentials or a token for it", "insufficient_scope")
+        if decision is Decision.LOGIN:
             raise self._unauthorized(request, None, "the management API needs an admin",
                                      basic=True)
-        raise RegistryError(DENIED, f"{principal.name} is not an admin")
+        raise RegistryError(DENIED, f"{principal.name or 'this token'} is not an admin")
 
     # The challenge
 
@@ -334,6 +340,8 @@ class TokenAPI:
         # The OAuth2 form docker sends with a stored identity: a password grant.
         content = request.content
         raw = content.value() if isinstance(content, BufferedBody) else content.read()
+        if len(raw) > MAX_TOKEN_BODY:
+            raise RegistryError(TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes")
         try:
             args = parse_qs(raw.decode("utf-8"), max_num_fields=100)
         except (UnicodeDecodeError, ValueError):
@@ -353,7 +361,7 @@ class TokenAPI:
         if service is not None and service != access.authoriser.challenge.service:
             raise RegistryError(TOKEN_REQUEST_INVALID, f"unknown service {service[:60]!r}")
         try:
-            requested = parse_scopes(args.get("scope", [])[:50])
+            requested = parse_scopes(args.get("scope", []))
         except ValueError as e:
             raise RegistryError(TOKEN_REQUEST_INVALID, str(e)) from None
         try:
@@ -372,11 +380,12 @@ class TokenAPI:
                 headers={"WWW-Authenticate": f"Basic realm={_quoted(access.realm(request))}"},
             ) from None
         except Throttled as e:
-            raise RegistryError(
-                TOO_MANY_REQUESTS, f"too many failed logins; try again in {e.retry_after} s",
-                headers={"Retry-After": str(e.retry_after)},
-            ) from None
-        issued = access.authoriser.issue_token(principal, requested, self._clock.seconds())
+            raise RegistryError(TOO_MANY_REQUESTS, str(e),
+                                headers={"Retry-After": str(e.retry_after)}) from None
+        try:
+            issued = access.authoriser.issue_token(principal, requested, self._clock.seconds())
+        except TokenTooLarge as e:
+            raise RegistryError(TOKEN_REQUEST_INVALID, str(e)) from None
         request.setHeader("Cache-Control", "no-store")
         return _json(request, {
             "token": issued.token,

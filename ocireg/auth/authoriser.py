@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -43,6 +44,11 @@ _log = Logger()
 
 #: The scope a client asks for to list the catalog.
 CATALOG = Access("registry", "catalog", ("*",))
+#: The scope a token needs for the management API (/api/v1/): an admin's token
+#: for pulling is no key to it.
+MANAGEMENT = Access("registry", "management", ("*",))
+#: A longer user name is no user's: refused before it costs a bcrypt or a throttle entry.
+MAX_USER_BYTES = 256
 
 
 @implementer(IAuthoriser)
@@ -66,8 +72,8 @@ class OpenAuthoriser:
     def may_see(self, principal: Principal, repository: str) -> bool:
         return True
 
-    def is_admin(self, principal: Principal) -> bool:
-        return True
+    def admin(self, principal: Principal) -> Decision:
+        return Decision.ALLOW
 
     def issue_token(self, principal: Principal, requested: tuple[Access, ...],
                     now: float) -> IssuedToken:
@@ -120,10 +126,21 @@ class Authoriser:
         if not user:
             # containers/image sends an empty Basic pair when it has no credentials.
             return ANONYMOUS
-        self.throttle.check(user, address)
-        if await self.passwords.check(user, credentials.password):
+        if len(user.encode("utf-8", "surrogatepass")) > MAX_USER_BYTES:
+            raise AuthenticationFailed("wrong user name or password")
+        if self.passwords.remembered(user, credentials.password):
+            # Right a moment ago: no bcrypt, so nothing for the throttle to guard.
             return Principal(user)
-        self.throttle.failed(user, address)
+        attempt = self.throttle.begin(user, address)
+        ok = False
+        try:
+            if attempt.delay:
+                await deferLater(self.clock, attempt.delay)
+            ok = await self.passwords.check(user, credentials.password)
+        finally:
+            attempt.done(ok)
+        if ok:
+            return Principal(user)
         # Never the password: not even a wrong one (it may be a right one mistyped).
         _log.warn("failed login for user {user!r} from {address}", user=user[:100],
                   address=address)
@@ -160,10 +177,17 @@ class Authoriser:
             return principal.token.grants("repository", repository, PULL)
         return self.permissions.allows(principal.user, repository, PULL)
 
-    def is_admin(self, principal: Principal) -> bool:
-        if principal.token is not None and not self._own_token(principal):
-            return False
-        return self.permissions.is_admin(principal.user)
+    def admin(self, principal: Principal) -> Decision:
+        is_admin = self.permissions.is_admin(principal.user)
+        token = principal.token
+        if token is not None and not self._own_token(principal):
+            # Another issuer's users are not ours to make admins.
+            is_admin = False
+        elif token is not None and not token.grants(MANAGEMENT.type, MANAGEMENT.name, "*"):
+            return Decision.RESCOPE if is_admin else Decision.DENY
+        if is_admin:
+            return Decision.ALLOW
+        return Decision.LOGIN if principal.user is None else Decision.DENY
 
     # Tokens
 
@@ -171,19 +195,29 @@ class Authoriser:
                     now: float) -> IssuedToken:
         if self.issuer is None:
             raise AuthenticationFailed("this registry issues no tokens")
-        granted: list[Access] = []
+        # (type, name) -> actions: a name asked for twice is one grant.
+        granted: dict[tuple[str, str], tuple[str, ...]] = {}
         for access in requested:
-            if access == CATALOG or (access.type, access.name) == (CATALOG.type, CATALOG.name):
+            if (access.type, access.name) == (CATALOG.type, CATALOG.name):
                 # Anyone may list the catalog; it shows only what they may pull.
-                granted.append(CATALOG)
+                granted[CATALOG.type, CATALOG.name] = CATALOG.actions
+                continue
+            if (access.type, access.name) == (MANAGEMENT.type, MANAGEMENT.name):
+                if self.permissions.is_admin(principal.user):
+                    granted[MANAGEMENT.type, MANAGEMENT.name] = MANAGEMENT.actions
                 continue
             if access.type != "repository" or not _valid_name(access.name):
                 continue
             allowed = self.permissions.actions(principal.user, access.name)
-            actions = tuple(a for a in dict.fromkeys(access.actions) if a in allowed)
+            before = granted.get(("repository", access.name), ())
+            actions = tuple(a for a in dict.fromkeys(before + access.actions) if a in allowed)
             if actions:
-                granted.append(Access("repository", access.name, actions))
-        return self.issuer.issue(principal.name, tuple(granted), now)
+                granted["repository", access.name] = actions
+        return self.issuer.issue(
+            principal.name,
+            tuple(Access(kind, name, actions) for (kind, name), actions in granted.items()),
+            now,
+        )
 
     # Uploads
 

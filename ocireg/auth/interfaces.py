@@ -97,8 +97,8 @@ class IAuthoriser(Interface):
     def may_see(principal: Principal, repository: str) -> bool:
         """Is `repository` in `principal`'s catalog (may they pull it)?"""
 
-    def is_admin(principal: Principal) -> bool:
-        """May `principal` use the management API?"""
+    def admin(principal: Principal) -> Decision:
+        """May `principal` use the management API? (A token needs its management scope.)"""
 
     def issue_token(principal: Principal, requested: tuple[Access, ...], now: float) -> IssuedToken:
         """A token granting what was asked and is allowed."""

@@ -140,7 +140,11 @@ async def _open(config: Config, reactor, pool: ThreadPool) -> AuthSetup:
     authoriser = Authoriser(
         permissions=permissions_of(config),
         passwords=PasswordChecker(lambda: holder[0], reactor, pool),
-        throttle=LoginThrottle(reactor, config.auth_login_attempts, config.auth_login_window),
+        throttle=LoginThrottle(
+            reactor, config.auth_login_attempts, config.auth_login_window,
+            config.auth_login_per_address, config.auth_login_queue,
+            config.auth_login_queue_total,
+        ),
         ownership=UploadOwnership(secret),
         clock=reactor,
         challenge=Challenge(scheme, config.auth_realm or None, config.auth_service,

@@ -26,14 +26,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 #: The algorithms a token may be signed with; anything else is refused.
 ALGORITHMS = ("ES256", "RS256")
-#: A token longer than this is refused before it is parsed.
+#: A token longer than this is refused before it is parsed, and never issued.
 MAX_TOKEN_LENGTH = 8192
+#: Scopes one token request may ask for, over all its `scope` parameters.
+MAX_SCOPES = 64
 #: Seconds of clock difference tolerated between the issuer and ocireg.
 LEEWAY = 10
 
 
 class TokenError(ValueError):
     """A token that cannot be trusted; the message says why (never the token itself)."""
+
+
+class TokenTooLarge(ValueError):
+    """The token for what was granted would be longer than MAX_TOKEN_LENGTH."""
 
 
 class KeyFileError(ValueError):
@@ -66,9 +72,19 @@ def parse_scope(scope: str) -> Access:
     return Access(kind, name, tuple(a for a in actions.split(",") if a))
 
 
-def parse_scopes(values: Iterable[str]) -> tuple[Access, ...]:
-    """Every scope of the `scope` parameters (each may hold several, space-separated)."""
-    return tuple(parse_scope(s) for value in values for s in value.split() if s)
+def parse_scopes(values: Iterable[str], limit: int = MAX_SCOPES) -> tuple[Access, ...]:
+    """Every scope of the `scope` parameters (each may hold several, space-separated).
+
+    ValueError when there are more than `limit` in all: each costs a rule
+    check and room in the token.
+    """
+    found: list[Access] = []
+    for value in values:
+        for scope in value.split():
+            if len(found) == limit:
+                raise ValueError(f"a token request may ask for at most {limit} scopes")
+            found.append(parse_scope(scope))
+    return tuple(found)
 
 
 def _claims_access(claims: dict) -> tuple[Access, ...]:
@@ -266,6 +282,12 @@ class TokenIssuer:
             claims, self.key.private_key, algorithm=self.key.algorithm,
             headers={"kid": self.key.kid},
         )
+        if len(token) > MAX_TOKEN_LENGTH:
+            # Verifiers (ours too) refuse it: better no token than one that fails later.
+            raise TokenTooLarge(
+                f"the token for these scopes would be longer than {MAX_TOKEN_LENGTH} bytes; "
+                "ask for fewer scopes"
+            )
         return IssuedToken(token, self.ttl, now, granted)
 
 

@@ -11,10 +11,11 @@ changes and reads it again, in a thread.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 import attrs
@@ -29,8 +30,10 @@ from twisted.python.threadpool import ThreadPool
 _log = Logger()
 
 _BCRYPT_PREFIXES = (b"$2a$", b"$2b$", b"$2y$")
-#: Checked against when the user is unknown, so that an unknown user takes
-#: as long to refuse as a wrong password (made once, at import, cost 10).
+#: bcrypt reads this many bytes of a password and ignores the rest (so does htpasswd).
+MAX_PASSWORD_BYTES = 72
+#: Checked against when the user is unknown and the file has no hash to take
+#: the cost of (made once, at import, cost 10).
 _DUMMY_HASH = bcrypt.hashpw(b"no such user", bcrypt.gensalt(10))
 
 
@@ -43,6 +46,9 @@ class Users:
     """User names and their bcrypt hashes."""
 
     hashes: tuple[tuple[str, bytes], ...] = attrs.field(default=(), repr=False)
+    #: Checked against for an unknown user, at the cost most of the file's hashes
+    #: have, so that an unknown user takes as long to refuse as a wrong password.
+    dummy: bytes = attrs.field(default=_DUMMY_HASH, repr=False)
 
     def hash_of(self, user: str) -> bytes | None:
         for name, hashed in self.hashes:
@@ -67,8 +73,23 @@ def _kind(hashed: str) -> str:
     return "not a bcrypt hash (perhaps a plain-text password)"
 
 
+def cost_of(hashed: bytes) -> int:
+    """The cost (log2 of the rounds) of a bcrypt hash: `$2b$12$...` is 12."""
+    return int(hashed[4:6])
+
+
+@functools.lru_cache(maxsize=4)
+def dummy_hash(cost: int) -> bytes:
+    """A hash of nothing anyone types, at `cost` (slow: call it in a thread)."""
+    return bcrypt.hashpw(b"no such user", bcrypt.gensalt(cost))
+
+
 def parse_htpasswd(text: str, source: str = "htpasswd") -> Users:
-    """The users of an htpasswd file's text; HtpasswdError naming the first bad line."""
+    """The users of an htpasswd file's text; HtpasswdError naming the first bad line.
+
+    Slow when the file's hashes cost more than the last file's (a dummy hash
+    is made at that cost): call it in a thread.
+    """
     found: dict[str, bytes] = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -78,7 +99,8 @@ def parse_htpasswd(text: str, source: str = "htpasswd") -> Users:
         if not sep or not user or not hashed:
             raise HtpasswdError(f"{source} line {number}: expected user:hash")
         encoded = hashed.encode("ascii", "replace")
-        if not encoded.startswith(_BCRYPT_PREFIXES) or len(encoded) != 60:
+        if (not encoded.startswith(_BCRYPT_PREFIXES) or len(encoded) != 60
+                or not encoded[4:6].isdigit() or not 4 <= cost_of(encoded) <= 31):
             raise HtpasswdError(
                 f"{source} line {number}: the password of user {user!r} is {_kind(hashed)}; "
                 "only bcrypt hashes are accepted (htpasswd -B)"
@@ -86,7 +108,12 @@ def parse_htpasswd(text: str, source: str = "htpasswd") -> Users:
         if user in found:
             raise HtpasswdError(f"{source} line {number}: user {user!r} appears twice")
         found[user] = encoded
-    return Users(tuple(found.items()))
+    if not found:
+        return Users()
+    # The most common cost (the higher one on a tie): most users' wrong passwords take that long.
+    costs = Counter(cost_of(h) for h in found.values())
+    cost = max(costs, key=lambda c: (costs[c], c))
+    return Users(tuple(found.items()), dummy_hash(cost))
 
 
 def read_htpasswd(path: str) -> Users:
@@ -103,7 +130,9 @@ def read_htpasswd(path: str) -> Users:
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:
     try:
-        return bcrypt.checkpw(password, hashed)
+        # bcrypt 5 raises on longer passwords, where htpasswd and older bcrypts
+        # silently used the first 72 bytes: accept what htpasswd accepts.
+        return bcrypt.checkpw(password[:MAX_PASSWORD_BYTES], hashed)
     except ValueError:
         return False
 
@@ -133,15 +162,24 @@ class PasswordChecker:
         message = b"\0".join((user.encode(), password.encode(), hashed))
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
+    def remembered(self, user: str, password: str) -> bool:
+        """Was `password` found right for `user` lately? (No bcrypt: cheap to ask.)"""
+        hashed = self._users().hash_of(user)
+        if hashed is None:
+            return False
+        key = self._remembered_key(user, password, hashed)
+        return self._recent.get(key, 0.0) > self._reactor.seconds()
+
     async def check(self, user: str, password: str) -> bool:
         """Is `password` the password of `user`? Takes as long for unknown users."""
-        hashed = self._users().hash_of(user)
-        key = self._remembered_key(user, password, hashed or _DUMMY_HASH)
+        users = self._users()
+        hashed = users.hash_of(user)
+        key = self._remembered_key(user, password, hashed or users.dummy)
         now = self._reactor.seconds()
         if hashed is not None and self._recent.get(key, 0.0) > now:
             return True
         ok = await deferToThreadPool(
-            self._reactor, self._pool, _checkpw, password.encode(), hashed or _DUMMY_HASH
+            self._reactor, self._pool, _checkpw, password.encode(), hashed or users.dummy
         )
         ok = ok and hashed is not None
         if ok:
