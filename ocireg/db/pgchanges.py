@@ -203,6 +203,11 @@ class ChangeListener:
 
         d.addCallbacks(listening, failed)
 
+    def retry_now(self) -> None:
+        """Try to listen again now, not when the backoff says: the database answers again."""
+        if self._retry is not None and self._retry.active():
+            self._retry.reset(0)
+
     def close(self) -> None:
         """Stop listening, quietly."""
         self._closed = True
