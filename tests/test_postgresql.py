@@ -352,7 +352,8 @@ def test_unreachable_database_at_start_up_is_a_clear_error(tmp_path):
 # PostgreSQL going away.
 
 
-def _target() -> tuple[str, int]:
+def postgres_address() -> tuple[str, int]:
+    """Where the test PostgreSQL server listens: what a proxy forwards to."""
     parts = psycopg2.extensions.parse_dsn(admin_dsn())
     return parts.get("host", "127.0.0.1"), int(parts.get("port", 5432))
 
@@ -366,7 +367,7 @@ def via(proxy: TCPProxy, pg: TestDatabase) -> str:
 def test_database_down_during_pushes_gives_503_and_pushes_succeed_once_it_is_back(
     processes, pg
 ):
-    proxy = TCPProxy(_target()).start()
+    proxy = TCPProxy(postgres_address()).start()
     try:
         process = processes(database=via(proxy, pg))
         name = "team/outage"
@@ -421,7 +422,7 @@ def test_database_down_during_pushes_gives_503_and_pushes_succeed_once_it_is_bac
 
 def test_no_503_once_the_database_has_been_back_for_half_a_second(processes, pg):
     """A steady load through a 4 s outage: what starts 0.5 s after the return succeeds."""
-    proxy = TCPProxy(_target()).start()
+    proxy = TCPProxy(postgres_address()).start()
     try:
         process = processes(database=via(proxy, pg))
         name = "team/return"

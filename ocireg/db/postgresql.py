@@ -48,7 +48,8 @@ commits with `NOTIFY ocireg_changes; COMMIT` in one round trip, so the
 notification costs no extra one, and transactions that wrote nothing send
 none. Other processes' changes arrive through a `ChangeListener`
 (`ocireg.db.pgchanges`), a connection of its own beside the pool's, which
-calls the same callbacks; `catch_up` tells whether it can have missed any.
+calls the same callbacks; `catch_up` tells whether it can have missed any,
+and `on_listening_lost`'s callbacks run when it starts to miss them.
 A COMMIT whose connection died under it may have committed: the callbacks
 run for it too. PostgreSQL commits transactions that NOTIFY one at a time
 (a database-wide lock held through the commit, to queue notifications in
@@ -456,10 +457,13 @@ class PostgreSQLMetadataStore:
         #: Whether an attempt to reconnect is under way.
         self._reconnecting = False
         self._on_change: list[Callable[[], object]] = []
+        self._on_listening_lost: list[Callable[[], object]] = []
         # A hex token: the listener of this process tells its own notifications by it.
         token = secrets.token_hex(8)
         self._notify_and_commit = f"NOTIFY {CHANNEL}, '{token}'; COMMIT"
-        self._listener = ChangeListener(dsn, reactor, token, self._changed, describe_dsn(dsn))
+        self._listener = ChangeListener(
+            dsn, reactor, token, self._changed, self._listening_lost, describe_dsn(dsn)
+        )
 
     def _new_connection(self) -> _Connection:
         detector = _Detector(self)
@@ -498,9 +502,20 @@ class PostgreSQLMetadataStore:
     def on_change(self, callback: Callable[[], object]) -> None:
         """Call `callback` after each committed change of rows, this process's or another's.
 
-        Also when this process may have missed others' changes: see `catch_up`.
+        Also when it hears of them again after it may have missed some: see `catch_up`.
         """
         self._on_change.append(callback)
+
+    def on_listening_lost(self, callback: Callable[[], object]) -> None:
+        """Call `callback` when this process stops hearing of other processes' changes.
+
+        `on_change`'s callbacks run once it hears of them again.
+        """
+        self._on_listening_lost.append(callback)
+
+    def _listening_lost(self) -> None:
+        for callback in self._on_listening_lost:
+            callback()
 
     def catch_up(self) -> bool:
         """Report the changes already heard of; whether none can have gone unheard.
