@@ -505,13 +505,13 @@ async def test_cached_pulls_are_served_while_the_database_is_cut_off_and_fresh_o
 async def test_answers_from_before_an_outage_are_served_for_stale_cache_max_age_seconds_only(
     proxied,
 ):
-    cut, proxy = await proxied(True, stale_cache_max_age=1)
+    cut, proxy = await proxied(True, stale_cache_max_age=2)
     pushed = make_image()
     await push_image(cut, NAME, pushed)
     assert await cached(cut) == (200, pushed.body)
     await cut_off(cut, proxy)
     assert await get(cut) == (200, pushed.body)
-    await deferLater(reactor, 1.2)
+    await deferLater(reactor, 2.2)
     assert (await get(cut))[0] == 503
 
 

@@ -70,7 +70,7 @@ from typing import TypeVar
 
 import psycopg2
 import psycopg2.extensions
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IReadDescriptor, IWriteDescriptor
 from twisted.internet.task import deferLater
@@ -212,12 +212,6 @@ class _Detector(reconnection.DeadConnectionDetector):
             error=str(f.value).strip() or f.type.__name__,
         )
         self._store._reconnect_soon()
-
-    def reconnect(self) -> Deferred:
-        if self._store._closing:
-            # A retry scheduled before the store closed: end the retrying quietly.
-            return succeed(None)
-        return super().reconnect()
 
     def _recovered(self) -> None:
         if not self._store._closing:
@@ -626,6 +620,12 @@ class PostgreSQLMetadataStore:
                 waiter.errback(_unavailable())
                 return
 
+    def _fail_waiting(self) -> None:
+        while self._waiting:
+            waiter, timer = self._waiting.popleft()
+            timer.cancel()
+            waiter.errback(_unavailable())
+
     def _checkin(self, connection: _Connection) -> None:
         """`connection` is free: to the first transaction waiting if it is live, else idle."""
         if not connection.detector.connectionIsDead and self._waiting:
@@ -655,7 +655,11 @@ class PostgreSQLMetadataStore:
 
     def _start_reconnecting(self) -> None:
         self._retry = None
-        Deferred.fromCoroutine(self._reconnect_dead())
+        Deferred.fromCoroutine(self._reconnect_dead()).addErrback(
+            lambda failure: _log.failure(
+                "reconnecting to {database} failed", failure, database=describe_dsn(self._dsn)
+            )
+        )
 
     async def _reconnect_dead(self) -> None:
         """Reconnect one dead idle connection; if it comes back, every other one at once."""
@@ -675,10 +679,7 @@ class PostgreSQLMetadataStore:
                 self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX_DELAY)
                 if not self._alive():
                     # No connection to wait for until the next attempt: answer now.
-                    while self._waiting:
-                        waiter, timer = self._waiting.popleft()
-                        timer.cancel()
-                        waiter.errback(_unavailable())
+                    self._fail_waiting()
         finally:
             self._reconnecting = False
         if self._dead_and_idle():
@@ -703,17 +704,14 @@ class PostgreSQLMetadataStore:
             "a transaction on {database} took over {timeout} s: closing its connection",
             database=describe_dsn(self._dsn), timeout=self._timeout,
         )
-        # The detector sees the loss and reconnects; the transaction fails as UNAVAILABLE.
+        # The detector sees the loss, the store reconnects; the transaction fails as UNAVAILABLE.
         connection.close()
 
     async def close(self) -> None:
         self._closing = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        while self._waiting:
-            waiter, timer = self._waiting.popleft()
-            timer.cancel()
-            waiter.errback(_unavailable())
+        self._fail_waiting()
         self._listener.close()
         for connection in self._connections:
             if connection._connection is not None:
