@@ -79,7 +79,8 @@ async def two(tmp_path, pg):
 async def proxied(tmp_path, pg):
     """Start a registry on `pg` through a TCP proxy the test can cut, or directly.
 
-    `start(proxy, **settings)`: a server; everything started is stopped after the test.
+    `await start(through_proxy, **settings)`: the server and its proxy (None if
+    direct); everything started is stopped after the test.
     """
     services: list[RegistryService] = []
     proxies: list[TCPProxy] = []
