@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.error
@@ -24,7 +25,8 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.task import deferLater
 
 from ocireg.db.migrations import migrations
-from ocireg.db.postgresql import PostgreSQLMetadataStore
+from ocireg.db.postgresql import _CONNECT_TIMEOUT, PostgreSQLMetadataStore
+from ocireg.errors import RegistryError
 from tests.databases import TestDatabase, admin_dsn, backends
 from tests.support import RegistryProcess, wait_for
 from tests.tcpproxy import TCPProxy
@@ -583,3 +585,48 @@ async def test_a_transaction_past_the_timeout_fails_unavailable_and_the_store_re
             raise AssertionError("the store did not reconnect within 10 s")
     finally:
         await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reconnection_that_gets_no_answer_is_given_up_and_the_next_one_succeeds(pg):
+    from twisted.internet import reactor
+
+    proxy = TCPProxy(postgres_address()).start()
+    silent: socket.socket | None = None
+    held: list[socket.socket] = []
+    store = await PostgreSQLMetadataStore.open(via(proxy, pg), reactor, size=1, timeout=20)
+    try:
+        proxy.down()
+        # Where the database was, a server that takes connections and never says a word.
+        silent = socket.socket()
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind(("127.0.0.1", proxy.port))
+        silent.listen(8)
+        silent.setblocking(False)
+        deadline = reactor.seconds() + 10
+        while not held:
+            assert reactor.seconds() < deadline, "the store did not try to reconnect"
+            try:
+                held.append(silent.accept()[0])
+            except BlockingIOError:
+                await deferLater(reactor, 0.02)
+        # The attempt it holds stays unanswered; the database is back beside it.
+        silent.close()
+        silent = None
+        proxy.up()
+        back = reactor.seconds()
+        while True:
+            try:
+                if await store.transact(lambda txn: txn.execute("SELECT 1")) == [(1,)]:
+                    break
+            except RegistryError:
+                pass
+            assert reactor.seconds() - back < _CONNECT_TIMEOUT + 5, "the store never reconnected"
+            await deferLater(reactor, 0.1)
+    finally:
+        await store.close()
+        for connection in held:
+            connection.close()
+        if silent is not None:
+            silent.close()
+        proxy.stop()

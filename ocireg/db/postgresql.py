@@ -25,10 +25,10 @@ dies under it, fails with `RegistryError(UNAVAILABLE)`, which the HTTP layer
 renders as a 503 with the OCI error JSON. A transaction that outlives
 `timeout` has its connection closed (libpq's cancel would block the reactor
 on an unreachable server), so a silent network never leaves a request
-hanging. A connection attempt itself has no timeout of its own (libpq leaves
-that to the application in asynchronous mode): against a host that drops
-packets it ends when the kernel gives up; requests meanwhile fail when their
-wait does.
+hanging. An attempt to reconnect that has no answer within
+`_CONNECT_TIMEOUT` is given up (libpq leaves that to the application in
+asynchronous mode), so a server that accepts connections and never answers
+holds up reconnection for no longer than that.
 
 Concurrency. PostgreSQL runs transactions in READ COMMITTED; the domain's
 `SELECT … FOR UPDATE` on a repository row serialises version creation per
@@ -101,6 +101,9 @@ _ATTEMPTS = 4
 #: most about that long; refused attempts cost next to nothing.
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 0.25
+
+#: Seconds an attempt to reconnect may take before it counts as failed.
+_CONNECT_TIMEOUT = 5.0
 
 #: First words of the statements that may change rows; WITH may hold an INSERT,
 #: UPDATE or DELETE, so it counts too (at worst one invalidation too many).
@@ -687,10 +690,15 @@ class PostgreSQLMetadataStore:
 
     async def _reconnect(self, connection: _Connection) -> bool:
         """Reconnect `connection`, dead and idle; whether it is alive again."""
+        # Closing it fails the attempt under way.
+        timer = self._reactor.callLater(_CONNECT_TIMEOUT, connection.close)
         try:
             await connection.detector.reconnect()
         except Exception:
             return False
+        finally:
+            if timer.active():
+                timer.cancel()
         if self._closing:
             connection.close()
             return False
