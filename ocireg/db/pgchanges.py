@@ -11,7 +11,8 @@ sent while it is down are lost for good. So while it is not listening,
 `catch_up` says "not current", `lost` is called when the connection is lost
 (an answer kept from before may be stale by the time anyone asks), and
 `changed` once it listens anew (changes may have been missed meanwhile).
-It reconnects on its own, with a bounded backoff, until closed. TCP
+It reconnects on its own, with a bounded backoff, until closed; an attempt
+with no answer within `CONNECT_TIMEOUT` seconds is given up. TCP
 keepalives on its connection turn a silent network (no reset, no FIN) into a
 loss within about `_KEEPALIVE_IDLE + _KEEPALIVE_INTERVAL * _KEEPALIVE_COUNT`
 seconds; until then a process cut off from the database hears nothing.
@@ -50,6 +51,10 @@ CHANNEL = "ocireg_changes"
 _KEEPALIVE_IDLE = 5
 _KEEPALIVE_INTERVAL = 2
 _KEEPALIVE_COUNT = 3
+
+#: Seconds an attempt to connect (and LISTEN) may take before it counts as
+#: failed; libpq leaves that to the application in asynchronous mode.
+CONNECT_TIMEOUT = 5.0
 
 #: Backoff between reconnection attempts.
 _FIRST_DELAY = 0.25
@@ -168,6 +173,8 @@ class ChangeListener:
 
     async def _listen(self) -> None:
         connection = self._connection = _ListeningConnection(self._reactor, self)
+        # Closing it fails the attempt: a server that never answers cannot hold it up.
+        timer = self._reactor.callLater(CONNECT_TIMEOUT, connection.close)
         try:
             await connection.connect(
                 self._dsn,
@@ -182,7 +189,14 @@ class ChangeListener:
         except BaseException:
             if connection.pollable() is not None:
                 connection.close()
+            if not timer.active():
+                raise psycopg2.OperationalError(
+                    f"no answer within {CONNECT_TIMEOUT:g} s"
+                ) from None
             raise
+        finally:
+            if timer.active():
+                timer.cancel()
         self._listening = True
         # What was kept meanwhile may predate changes that nobody told us of.
         self._changed()

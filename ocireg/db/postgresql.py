@@ -26,7 +26,7 @@ renders as a 503 with the OCI error JSON. A transaction that outlives
 `timeout` has its connection closed (libpq's cancel would block the reactor
 on an unreachable server), so a silent network never leaves a request
 hanging. An attempt to reconnect that has no answer within
-`_CONNECT_TIMEOUT` is given up (libpq leaves that to the application in
+`CONNECT_TIMEOUT` is given up (libpq leaves that to the application in
 asynchronous mode), so a server that accepts connections and never answers
 holds up reconnection for no longer than that.
 
@@ -80,7 +80,7 @@ from txpostgres import reconnection, txpostgres
 from zope.interface import implementer
 
 from ocireg.db.migrations import migrate
-from ocireg.db.pgchanges import CHANNEL, ChangeListener
+from ocireg.db.pgchanges import CHANNEL, CONNECT_TIMEOUT, ChangeListener
 from ocireg.errors import UNAVAILABLE, RegistryError
 from ocireg.interfaces import IMetadataStore, ITransaction
 
@@ -102,8 +102,6 @@ _ATTEMPTS = 4
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 0.25
 
-#: Seconds an attempt to reconnect may take before it counts as failed.
-_CONNECT_TIMEOUT = 5.0
 
 #: First words of the statements that may change rows; WITH may hold an INSERT,
 #: UPDATE or DELETE, so it counts too (at worst one invalidation too many).
@@ -691,7 +689,7 @@ class PostgreSQLMetadataStore:
     async def _reconnect(self, connection: _Connection) -> bool:
         """Reconnect `connection`, dead and idle; whether it is alive again."""
         # Closing it fails the attempt under way.
-        timer = self._reactor.callLater(_CONNECT_TIMEOUT, connection.close)
+        timer = self._reactor.callLater(CONNECT_TIMEOUT, connection.close)
         try:
             await connection.detector.reconnect()
         except Exception:
