@@ -170,6 +170,11 @@ class Config:
     workers: int = attrs.field(default=1, validator=_positive("workers"))
     #: Connections each process keeps open to a PostgreSQL database.
     database_connections: int = attrs.field(default=4, validator=_positive("database_connections"))
+    #: Seconds cached manifests and blob lookups are still served while PostgreSQL
+    #: cannot be reached (counted from the moment changes stopped being heard); 0: never.
+    stale_cache_max_age: float = attrs.field(
+        default=300, validator=_seconds("stale_cache_max_age")
+    )
     #: Endpoints serving only /healthz, /readyz and /metrics; with any, /metrics leaves `listen`.
     admin_listen: tuple[str, ...] = attrs.field(default=(), converter=_endpoints("admin_listen"))
     #: The least severe log events written; reloadable.

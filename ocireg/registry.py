@@ -25,6 +25,7 @@ from ocireg.errors import (
     DIGEST_INVALID,
     RANGE_INVALID,
     SIZE_INVALID,
+    UNAVAILABLE,
     RegistryError,
 )
 from ocireg.interfaces import (
@@ -86,6 +87,8 @@ class Registry:
         """`await read()`, or what it gave last time if the store has not changed since.
 
         Only answers are remembered: a read that raises (invalid, unknown) is not.
+        When the store cannot be reached, an answer kept from before may do (see
+        ocireg.cache).
         """
         cache = self.cache
         if cache is None:
@@ -94,7 +97,14 @@ class Registry:
         if found is not None:
             return found
         generation = cache.generation
-        value = await read()
+        try:
+            value = await read()
+        except RegistryError as e:
+            if e.code == UNAVAILABLE:
+                stale = cache.stale(key)
+                if stale is not None:
+                    return stale
+            raise
         cache.put(key, value, size(value), generation)
         return value
 

@@ -156,8 +156,11 @@ async def open_registry(config: Config, reactor) -> tuple[Registry, ThreadPool]:
                 config.database, reactor, size=config.database_connections
             )
             # It reports this process's commits and hears the others': see ocireg.cache.
-            cache = ReadCache(current=pg.catch_up)
+            cache = ReadCache(
+                current=pg.catch_up, clock=reactor, stale_max_age=config.stale_cache_max_age
+            )
             pg.on_change(cache.invalidate)
+            pg.on_listening_lost(cache.suspend)
             metadata = pg
         else:
             lite = await SQLiteMetadataStore.open(config.sqlite_path, reactor)

@@ -34,6 +34,7 @@ def test_command_line_overrides_the_file(tmp_path):
         ("listen = 5000\n", "listen"),
         ("data_dir = 3\n", "data_dir"),
         ("listen = [\n", "not valid TOML"),
+        ("stale_cache_max_age = -1\n", "stale_cache_max_age"),
     ],
 )
 def test_bad_file_is_refused_with_the_setting_named(tmp_path, text, message):

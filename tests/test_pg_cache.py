@@ -2,7 +2,9 @@
 
 Two `RegistryService`s in the test's reactor on one database stand for two
 processes (each has its own store, pool, listening connection and cache);
-the last test runs two real ocireg processes. Every wait is bounded.
+some tests run real ocireg processes. While the database cannot be reached,
+answers kept from before are served stale, within a bound. Every wait is
+bounded.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ from tests.api_helpers import OCI_MANIFEST, make_image, push_image
 from tests.conftest import InProcessServer
 from tests.databases import TestDatabase, admin_dsn, backends
 from tests.support import RegistryProcess, wait_for
-from tests.test_postgresql import call, child_pids, digest, image, manifest_digest, push_blob
+from tests.tcpproxy import TCPProxy
+from tests.test_postgresql import (
+    call,
+    child_pids,
+    digest,
+    image,
+    manifest_digest,
+    postgres_address,
+    push_blob,
+    via,
+)
 
 pytestmark = pytest.mark.skipif(
     "postgresql" not in backends(), reason="OCIREG_TEST_BACKENDS leaves PostgreSQL out"
@@ -61,6 +73,42 @@ async def two(tmp_path, pg):
     finally:
         for service in started:
             await service.stopService()
+
+
+@pytest_twisted.async_yield_fixture
+async def proxied(tmp_path, pg):
+    """Start a registry on `pg` through a TCP proxy the test can cut, or directly.
+
+    `await start(through_proxy, **settings)`: the server and its proxy (None if
+    direct); everything started is stopped after the test.
+    """
+    services: list[RegistryService] = []
+    proxies: list[TCPProxy] = []
+
+    async def start(through_proxy: bool, **settings) -> tuple[InProcessServer, TCPProxy | None]:
+        proxy = None
+        database = pg.dsn
+        if through_proxy:
+            proxy = TCPProxy(postgres_address()).start()
+            proxies.append(proxy)
+            database = via(proxy, pg)
+        config = Config(
+            listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"),
+            database=database, **settings,
+        )
+        service = RegistryService(config, reactor)
+        service.startService()
+        services.append(service)
+        ports = await service.ready
+        return InProcessServer(service, ports[0]), proxy
+
+    try:
+        yield start
+    finally:
+        for service in services:
+            await service.stopService()
+        for proxy in proxies:
+            proxy.stop()
 
 
 async def get(server, path: str = TAG, method: str = "GET") -> tuple[int, bytes]:
@@ -218,12 +266,13 @@ async def test_no_cached_answer_while_not_listening_and_caching_again_once_back(
             return not b.registry.metadata.catch_up()
 
         await eventually(b_not_listening, "the other process to notice its listener's loss")
-        assert len(b.registry.cache) == 0
+        # What b kept stays, for a database it cannot reach; it reaches this one.
+        kept = len(b.registry.cache)
         # Its NOTIFY reaches no one in b: only the cache being off keeps b right.
         await push_image(a, NAME, second)
         assert await get(b) == (200, second.body)
         assert await get(b) == (200, second.body)
-        assert len(b.registry.cache) == 0
+        assert len(b.registry.cache) == kept
 
     async def b_listening() -> bool:
         return b.registry.metadata.catch_up()
@@ -403,3 +452,77 @@ async def test_a_failed_notify_rolls_the_write_back_and_leaves_the_connection_us
         assert rows == [(0,)]
     finally:
         await store.close()
+
+
+async def cut_off(server, proxy: TCPProxy) -> None:
+    """Cut `server` off from the database; wait until it knows."""
+    proxy.down()
+
+    async def deaf() -> bool:
+        return not server.registry.metadata.catch_up()
+
+    await eventually(deaf, "the registry to notice the database is gone")
+
+
+@pytest_twisted.ensureDeferred
+async def test_cached_pulls_are_served_while_the_database_is_cut_off_and_fresh_once_back(
+    proxied,
+):
+    cut, proxy = await proxied(True)
+    other, _ = await proxied(False)
+    first, second, third = make_image(), make_image(), make_image()
+    await push_image(other, NAME, first)
+    layer = f"/v2/{NAME}/blobs/{first.document['layers'][0]['digest']}"
+    assert await cached(cut) == (200, first.body)
+    assert await cached(cut, layer, "HEAD") == (200, b"")
+    await cut_off(cut, proxy)
+
+    # What it answered before, it answers still: the manifest, the layer's lookup and bytes.
+    for _ in range(3):
+        assert await get(cut) == (200, first.body)
+    assert (await get(cut, layer, "HEAD"))[0] == 200
+    assert await get(cut, layer) == (200, first.blobs[first.document["layers"][0]["digest"]])
+    # What it never answered before, it cannot; and writes are refused.
+    assert (await get(cut, f"/v2/{NAME}/manifests/{first.digest}"))[0] == 503
+    response = await cut.request(
+        "PUT", f"/v2/{NAME}/manifests/moved", data=first.body,
+        headers={"Content-Type": first.media_type},
+    )
+    assert response.code == 503
+    assert (await cut.request("POST", f"/v2/{NAME}/blobs/uploads/")).code == 503
+
+    # The tag moves meanwhile through another process; its notification is lost to `cut`.
+    await push_image(other, NAME, second)
+    assert await get(cut) == (200, first.body)
+    proxy.up()
+    await eventually_answers(cut, (200, second.body), "the moved tag served once back")
+    # Never the pre-outage answer again, and caching as before.
+    assert await cached(cut) == (200, second.body)
+    await push_image(other, NAME, third)
+    await eventually_answers(cut, (200, third.body), "a later move heard of as before")
+
+
+@pytest_twisted.ensureDeferred
+async def test_answers_from_before_an_outage_are_served_for_stale_cache_max_age_seconds_only(
+    proxied,
+):
+    cut, proxy = await proxied(True, stale_cache_max_age=2)
+    pushed = make_image()
+    await push_image(cut, NAME, pushed)
+    assert await cached(cut) == (200, pushed.body)
+    await cut_off(cut, proxy)
+    assert await get(cut) == (200, pushed.body)
+    await deferLater(reactor, 2.2)
+    assert (await get(cut))[0] == 503
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_stale_cache_max_age_0_nothing_is_served_while_the_database_is_cut_off(
+    proxied,
+):
+    cut, proxy = await proxied(True, stale_cache_max_age=0)
+    pushed = make_image()
+    await push_image(cut, NAME, pushed)
+    assert await cached(cut) == (200, pushed.body)
+    await cut_off(cut, proxy)
+    assert (await get(cut))[0] == 503

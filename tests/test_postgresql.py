@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import signal
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +25,9 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.task import deferLater
 
 from ocireg.db.migrations import migrations
+from ocireg.db.pgchanges import CONNECT_TIMEOUT
 from ocireg.db.postgresql import PostgreSQLMetadataStore
+from ocireg.errors import RegistryError
 from tests.databases import TestDatabase, admin_dsn, backends
 from tests.support import RegistryProcess, wait_for
 from tests.tcpproxy import TCPProxy
@@ -351,19 +355,24 @@ def test_unreachable_database_at_start_up_is_a_clear_error(tmp_path):
 # PostgreSQL going away.
 
 
-def _target() -> tuple[str, int]:
+def postgres_address() -> tuple[str, int]:
+    """Where the test PostgreSQL server listens: what a proxy forwards to."""
     parts = psycopg2.extensions.parse_dsn(admin_dsn())
     return parts.get("host", "127.0.0.1"), int(parts.get("port", 5432))
+
+
+def via(proxy: TCPProxy, pg: TestDatabase) -> str:
+    """The URL of `pg` through `proxy`."""
+    parts = psycopg2.extensions.parse_dsn(pg.dsn)
+    return f"postgresql://{parts['user']}@127.0.0.1:{proxy.port}/{pg.name}"
 
 
 def test_database_down_during_pushes_gives_503_and_pushes_succeed_once_it_is_back(
     processes, pg
 ):
-    proxy = TCPProxy(_target()).start()
+    proxy = TCPProxy(postgres_address()).start()
     try:
-        parts = psycopg2.extensions.parse_dsn(pg.dsn)
-        via_proxy = f"postgresql://{parts['user']}@127.0.0.1:{proxy.port}/{pg.name}"
-        process = processes(database=via_proxy)
+        process = processes(database=via(proxy, pg))
         name = "team/outage"
         assert push_image(process.url, name, "before")[0] == 201
 
@@ -409,6 +418,62 @@ def test_database_down_during_pushes_gives_503_and_pushes_succeed_once_it_is_bac
         succeeded = sum(1 for status, _ in outcomes.values() if status == 201)
         # A push whose answer was lost with the connection may still have committed.
         assert latest >= 2 + succeeded
+        assert "Unhandled Error" not in process.log()
+    finally:
+        proxy.stop()
+
+
+def test_no_503_once_the_database_has_been_back_for_half_a_second(processes, pg):
+    """A steady load through a 4 s outage: what starts 0.5 s after the return succeeds."""
+    proxy = TCPProxy(postgres_address()).start()
+    try:
+        process = processes(database=via(proxy, pg))
+        name = "team/return"
+        assert push_image(process.url, name, "v0")[0] == 201
+        # (started, answered, path, status) of every request of the load.
+        answers: list[tuple[float, float, str, int]] = []
+        stop = threading.Event()
+
+        def load(path: str) -> None:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    status = call("GET", process.url + path, timeout=10)[0]
+                except OSError:
+                    status = 0
+                answers.append((started, time.monotonic(), path, status))
+                stop.wait(0.02)
+
+        # tags/list is never cached: each one is a transaction; /readyz is one too.
+        paths = [f"/v2/{name}/tags/list", f"/v2/{name}/tags/list", "/readyz"]
+        with ThreadPoolExecutor(len(paths)) as pool:
+            runs = [pool.submit(load, path) for path in paths]
+            try:
+                time.sleep(0.5)
+                proxy.down()
+                # Long enough for a reconnection backoff to have grown past a second.
+                time.sleep(4.0)
+                restored = time.monotonic()
+                proxy.up()
+                time.sleep(3.0)
+            finally:
+                stop.set()
+            for run in runs:
+                run.result(timeout=30)
+        statuses = {status for _, _, _, status in answers}
+        assert statuses <= {200, 503}, sorted(statuses)
+        during = [a for a in answers if restored - 3.0 < a[0] and a[1] < restored]
+        assert during and all(status == 503 for *_, status in during), during
+        late = [a for a in answers if a[0] > restored + 0.5 and a[3] != 200]
+        assert late == [], (
+            f"{len(late)} requests started over 0.5 s after the database returned failed, "
+            f"the last {late[-1][0] - restored:.2f} s after it: {late[:5]}"
+        )
+        # Requests already waiting when it returned: answered by then, one way or the other.
+        last_503 = max(answered for _, answered, _, status in answers if status == 503)
+        assert last_503 - restored <= 0.5, f"a 503 {last_503 - restored:.2f} s after the return"
+        after = [a for a in answers if a[0] > restored + 0.5]
+        assert {path for _, _, path, _ in after} == set(paths)
         assert "Unhandled Error" not in process.log()
     finally:
         proxy.stop()
@@ -521,3 +586,52 @@ async def test_a_transaction_past_the_timeout_fails_unavailable_and_the_store_re
             raise AssertionError("the store did not reconnect within 10 s")
     finally:
         await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reconnections_that_get_no_answer_are_given_up_and_the_next_ones_succeed(pg):
+    from twisted.internet import reactor
+
+    proxy = TCPProxy(postgres_address()).start()
+    silent: socket.socket | None = None
+    held: list[socket.socket] = []
+    store = await PostgreSQLMetadataStore.open(via(proxy, pg), reactor, size=1, timeout=20)
+    try:
+        proxy.down()
+        # Where the database was, a server that takes connections and never says a word.
+        silent = socket.socket()
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind(("127.0.0.1", proxy.port))
+        silent.listen(8)
+        silent.setblocking(False)
+        deadline = reactor.seconds() + 10
+        # One attempt of the pool's, one of the listener's.
+        while len(held) < 2:
+            assert reactor.seconds() < deadline, f"{len(held)} attempts to reconnect, not 2"
+            try:
+                held.append(silent.accept()[0])
+            except BlockingIOError:
+                await deferLater(reactor, 0.02)
+        # The attempts it holds stay unanswered; the database is back beside them.
+        silent.close()
+        silent = None
+        proxy.up()
+        back = reactor.seconds()
+        while True:
+            try:
+                if await store.transact(lambda txn: txn.execute("SELECT 1")) == [(1,)]:
+                    break
+            except RegistryError:
+                pass
+            assert reactor.seconds() - back < CONNECT_TIMEOUT + 5, "the store never reconnected"
+            await deferLater(reactor, 0.1)
+        while not store.catch_up():
+            assert reactor.seconds() - back < CONNECT_TIMEOUT + 5, "it never listened again"
+            await deferLater(reactor, 0.1)
+    finally:
+        await store.close()
+        for connection in held:
+            connection.close()
+        if silent is not None:
+            silent.close()
+        proxy.stop()

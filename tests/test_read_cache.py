@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest_twisted
+from twisted.internet.task import Clock
 
 from ocireg.cache import ReadCache
 
@@ -44,6 +45,63 @@ def test_an_answer_read_before_an_invalidation_is_not_kept():
     cache.invalidate()  # a write committed while the read was under way
     cache.put("a", "stale", 1, started)
     assert cache.get("a") is None
+
+
+# Stale answers: only what was kept before the change feed was lost, for a bounded time.
+
+
+def suspended_cache(max_age: float = 300.0) -> tuple[ReadCache, Clock]:
+    """A cache holding "a" -> 1, kept before it stopped hearing of changes."""
+    clock = Clock()
+    cache: ReadCache = ReadCache(clock=clock, stale_max_age=max_age)
+    cache.put("a", 1, 10, cache.generation)
+    cache.suspend()
+    return cache, clock
+
+
+def test_after_the_feed_is_lost_kept_answers_are_stale_only_and_nothing_new_is_kept():
+    cache, _ = suspended_cache()
+    assert cache.get("a") is None
+    assert cache.stale("a") == 1
+    cache.put("b", 2, 10, cache.generation)
+    assert cache.stale("b") is None
+
+
+def test_a_read_under_way_when_the_feed_is_lost_is_not_kept_even_once_it_is_back():
+    cache: ReadCache = ReadCache(clock=Clock(), stale_max_age=300)
+    started = cache.generation
+    cache.suspend()
+    cache.invalidate()
+    cache.put("a", 1, 10, started)
+    assert cache.get("a") is None
+
+
+def test_stale_answers_end_after_stale_max_age():
+    cache, clock = suspended_cache(max_age=60)
+    clock.advance(59)
+    assert cache.stale("a") == 1
+    clock.advance(2)
+    assert cache.stale("a") is None
+    assert len(cache) == 0
+
+
+def test_stale_max_age_0_serves_nothing_stale():
+    cache, _ = suspended_cache(max_age=0)
+    assert cache.stale("a") is None
+
+
+def test_once_the_feed_is_back_what_was_kept_is_forgotten_and_caching_resumes():
+    cache, _ = suspended_cache()
+    cache.invalidate()
+    assert cache.stale("a") is None and cache.get("a") is None
+    cache.put("a", 3, 10, cache.generation)
+    assert cache.get("a") == 3
+
+
+def test_a_cache_that_never_lost_its_feed_serves_nothing_stale():
+    cache: ReadCache = ReadCache(clock=Clock(), stale_max_age=300)
+    cache.put("a", 1, 10, cache.generation)
+    assert cache.stale("a") is None
 
 
 # Through the API, on whichever backend the registry tests run on.

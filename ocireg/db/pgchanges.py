@@ -8,10 +8,11 @@ process: it calls `changed` for each notification from another store.
 
 What the listener knows is only as good as its connection: notifications
 sent while it is down are lost for good. So while it is not listening,
-`catch_up` says "not current", and `changed` is called when the connection
-is lost (an answer kept from before may be stale by the time anyone asks)
-and again once it listens anew (changes may have been missed meanwhile).
-It reconnects on its own, with a bounded backoff, until closed. TCP
+`catch_up` says "not current", `lost` is called when the connection is lost
+(an answer kept from before may be stale by the time anyone asks), and
+`changed` once it listens anew (changes may have been missed meanwhile).
+It reconnects on its own, with a bounded backoff, until closed; an attempt
+with no answer within `CONNECT_TIMEOUT` seconds is given up. TCP
 keepalives on its connection turn a silent network (no reset, no FIN) into a
 loss within about `_KEEPALIVE_IDLE + _KEEPALIVE_INTERVAL * _KEEPALIVE_COUNT`
 seconds; until then a process cut off from the database hears nothing.
@@ -19,8 +20,8 @@ seconds; until then a process cut off from the database hears nothing.
 Delivery is asynchronous: PostgreSQL hands a notification to the listening
 backend, which writes it to this connection's socket, while the committing
 process already has its COMMIT's answer. `catch_up` reads what has already
-arrived on the socket without waiting (a non-blocking read: ~2 µs when
-there is nothing), so an answer is only stale if another process's commit
+arrived on the socket without waiting (one `poll(2)` with no timeout, ~2 µs,
+when there is nothing), so an answer is only stale if another process's commit
 was answered and a client asked here before PostgreSQL got the notification
 onto this socket. Measured on one busy 2-core host: ~98% of notifications
 were on the listener's socket by the time the committer had its COMMIT's
@@ -30,6 +31,7 @@ Across hosts add the network's latency. That window is not closed.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable
 
 import psycopg2
@@ -49,6 +51,10 @@ CHANNEL = "ocireg_changes"
 _KEEPALIVE_IDLE = 5
 _KEEPALIVE_INTERVAL = 2
 _KEEPALIVE_COUNT = 3
+
+#: Seconds an attempt to connect (and LISTEN) may take before it counts as
+#: failed; libpq leaves that to the application in asynchronous mode.
+CONNECT_TIMEOUT = 5.0
 
 #: Backoff between reconnection attempts.
 _FIRST_DELAY = 0.25
@@ -72,13 +78,28 @@ class _ListeningConnection(txpostgres.Connection):
 
     def take_in(self) -> None:
         """Read what the socket already holds, without waiting: notifications, or the end."""
+        readable = select.poll()
         try:
-            self._connection.poll()
+            readable.register(self._connection.fileno(), select.POLLIN)
         except psycopg2.Error as e:
             self.lose(Failure(e))
             return
+        if not readable.poll(0):
+            return
+        # Reading may meet the end, and libpq then closes the socket: the reactor
+        # lets go of it first (epoll refuses to unregister a closed descriptor,
+        # and Twisted would keep its number, deaf to the next socket given it).
+        self.reactor.removeReader(self)
+        try:
+            self._connection.poll()
+        except psycopg2.Error as e:
+            self.connectionLost(Failure(e))
+            return
         self.checkForNotifies()
-        self._lose_if_closed()
+        if self._connection.closed:
+            self._lose_if_closed()
+        else:
+            self.reactor.addReader(self)
 
     def _lose_if_closed(self) -> None:
         if self._connection is not None and self._connection.closed:
@@ -108,16 +129,24 @@ class ChangeListener:
 
     `token` is this process's own store's: its notifications are skipped,
     since the store reports its own commits itself, before their callers
-    resume. `where` names the database in logs, without a password.
+    resume. `lost` is called when it stops listening. `where` names the
+    database in logs, without a password.
     """
 
     def __init__(
-        self, dsn: str, reactor, token: str, changed: Callable[[], object], where: str
+        self,
+        dsn: str,
+        reactor,
+        token: str,
+        changed: Callable[[], object],
+        lost: Callable[[], object],
+        where: str,
     ) -> None:
         self._dsn = dsn
         self._reactor = reactor
         self._token = token
         self._changed = changed
+        self._lost_callback = lost
         self._where = where
         #: The connection listening, or being opened to listen.
         self._connection: _ListeningConnection | None = None
@@ -144,6 +173,8 @@ class ChangeListener:
 
     async def _listen(self) -> None:
         connection = self._connection = _ListeningConnection(self._reactor, self)
+        # Closing it fails the attempt: a server that never answers cannot hold it up.
+        timer = self._reactor.callLater(CONNECT_TIMEOUT, connection.close)
         try:
             await connection.connect(
                 self._dsn,
@@ -158,7 +189,14 @@ class ChangeListener:
         except BaseException:
             if connection.pollable() is not None:
                 connection.close()
+            if not timer.active():
+                raise psycopg2.OperationalError(
+                    f"no answer within {CONNECT_TIMEOUT:g} s"
+                ) from None
             raise
+        finally:
+            if timer.active():
+                timer.cancel()
         self._listening = True
         # What was kept meanwhile may predate changes that nobody told us of.
         self._changed()
@@ -179,11 +217,11 @@ class ChangeListener:
             return
         _log.warn(
             "stopped hearing of other processes' changes to {database} ({error}); "
-            "serving without the read cache until listening again",
+            "reading without the read cache until listening again",
             database=self._where,
             error=" ".join(str(reason.value).split()) or reason.type.__name__,
         )
-        self._changed()
+        self._lost_callback()
         self._schedule(_FIRST_DELAY)
 
     def _schedule(self, delay: float) -> None:
@@ -202,6 +240,11 @@ class ChangeListener:
                 self._schedule(min(delay * 2, _MAX_DELAY))
 
         d.addCallbacks(listening, failed)
+
+    def retry_now(self) -> None:
+        """Try to listen again now, not when the backoff says: the database answers again."""
+        if self._retry is not None and self._retry.active():
+            self._retry.reset(0)
 
     def close(self) -> None:
         """Stop listening, quietly."""

@@ -7,15 +7,28 @@ statements of a transaction go through `_Statements`, which polls psycopg2
 itself (see there for why). A transaction runs to its end even when its
 caller gives up on it.
 
-Connection loss. Each connection has its own txpostgres
-`DeadConnectionDetector`, which reconnects it with a bounded backoff as soon
-as a statement (or the reactor, for an idle connection) finds it dead. While
-a connection is dead the store does not wait for it: a transaction that needs
-one and finds none alive, or whose connection dies under it, fails with
-`RegistryError(UNAVAILABLE)`, which the HTTP layer renders as a 503 with the
-OCI error JSON. A transaction that outlives `timeout` has its connection
-closed (libpq's cancel would block the reactor on an unreachable server), so
-a silent network never leaves a request hanging.
+Connection loss. Each connection has a txpostgres `DeadConnectionDetector`,
+which marks it dead as soon as a statement (or the reactor, for an idle
+connection) finds it so; the store, not the detector, reconnects it. It tries
+one dead connection at a time, soon after the loss and then every
+`_RETRY_MAX_DELAY` s at most, and as soon as one attempt succeeds it reconnects every other dead
+connection at once: PostgreSQL is back, and connections each on its own
+backoff would come back one by one over seconds, failing requests meanwhile.
+
+A transaction only ever gets a live connection. When none is free it waits
+for one: while some are alive, until one is handed back (at most `timeout`);
+while none is, until the next reconnection attempt, and fails when that
+fails. So while PostgreSQL is down requests fail within a fraction of a
+second, and those that arrive once it is back wait for their connection
+rather than fail. A transaction that finds no connection, or whose connection
+dies under it, fails with `RegistryError(UNAVAILABLE)`, which the HTTP layer
+renders as a 503 with the OCI error JSON. A transaction that outlives
+`timeout` has its connection closed (libpq's cancel would block the reactor
+on an unreachable server), so a silent network never leaves a request
+hanging. An attempt to reconnect that has no answer within
+`CONNECT_TIMEOUT` is given up (libpq leaves that to the application in
+asynchronous mode), so a server that accepts connections and never answers
+holds up reconnection for no longer than that.
 
 Concurrency. PostgreSQL runs transactions in READ COMMITTED; the domain's
 `SELECT … FOR UPDATE` on a repository row serialises version creation per
@@ -35,7 +48,8 @@ commits with `NOTIFY ocireg_changes; COMMIT` in one round trip, so the
 notification costs no extra one, and transactions that wrote nothing send
 none. Other processes' changes arrive through a `ChangeListener`
 (`ocireg.db.pgchanges`), a connection of its own beside the pool's, which
-calls the same callbacks; `catch_up` tells whether it can have missed any.
+calls the same callbacks; `catch_up` tells whether it can have missed any,
+and `on_listening_lost`'s callbacks run when it starts to miss them.
 A COMMIT whose connection died under it may have committed: the callbacks
 run for it too. PostgreSQL commits transactions that NOTIFY one at a time
 (a database-wide lock held through the commit, to queue notifications in
@@ -49,23 +63,24 @@ from __future__ import annotations
 import os
 import random
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import TypeVar
 
 import psycopg2
 import psycopg2.extensions
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
+from twisted.internet.interfaces import IDelayedCall, IReadDescriptor, IWriteDescriptor
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from txpostgres import reconnection, retrying, txpostgres
+from txpostgres import reconnection, txpostgres
 from zope.interface import implementer
 
 from ocireg.db.migrations import migrate
-from ocireg.db.pgchanges import CHANNEL, ChangeListener
+from ocireg.db.pgchanges import CHANNEL, CONNECT_TIMEOUT, ChangeListener
 from ocireg.errors import UNAVAILABLE, RegistryError
 from ocireg.interfaces import IMetadataStore, ITransaction
 
@@ -79,6 +94,14 @@ _MIGRATION_LOCK = 0x6F63_6972_6567
 
 #: Runs of a transaction that PostgreSQL rolled back as a deadlock victim.
 _ATTEMPTS = 4
+
+#: Seconds between attempts to reconnect while PostgreSQL cannot be reached:
+#: the first after `_RETRY_FIRST_DELAY`, each next one twice as late, at most
+#: `_RETRY_MAX_DELAY`. A request that arrives once PostgreSQL is back waits at
+#: most about that long; refused attempts cost next to nothing.
+_RETRY_FIRST_DELAY = 0.05
+_RETRY_MAX_DELAY = 0.25
+
 
 #: First words of the statements that may change rows; WITH may hold an INSERT,
 #: UPDATE or DELETE, so it counts too (at worst one invalidation too many).
@@ -150,6 +173,10 @@ def _is_connection_failure(failure: Failure) -> bool:
     ))
 
 
+def _unavailable() -> RegistryError:
+    return RegistryError(UNAVAILABLE, "the metadata database is unavailable; try again shortly")
+
+
 class _Connection(txpostgres.Connection):
     """A txpostgres connection that reports an idle connection's death to its detector.
 
@@ -168,16 +195,10 @@ class _Connection(txpostgres.Connection):
 
 
 class _Detector(reconnection.DeadConnectionDetector):
-    """Reconnects one connection of `store` with a bounded backoff, until the store closes."""
+    """Tells `store` that its connection died, for the store to reconnect it (see the module)."""
 
     def __init__(self, store: PostgreSQLMetadataStore) -> None:
-        super().__init__(
-            deathChecker=self._dead,
-            reconnectionIterator=lambda: retrying.simpleBackoffIterator(
-                initialDelay=0.25, maxDelay=5.0, factor=2.0, maxRetries=0, now=True
-            ),
-            reactor=store._reactor,
-        )
+        super().__init__(deathChecker=self._dead, reactor=store._reactor)
         self._store = store
         self.addRecoveryHandler(self._recovered)
 
@@ -191,13 +212,7 @@ class _Detector(reconnection.DeadConnectionDetector):
             database=describe_dsn(self._store._dsn),
             error=str(f.value).strip() or f.type.__name__,
         )
-        super().startReconnecting(f)
-
-    def reconnect(self) -> Deferred:
-        if self._store._closing:
-            # A retry scheduled before the store closed: end the retrying quietly.
-            return succeed(None)
-        return super().reconnect()
+        self._store._reconnect_soon()
 
     def _recovered(self) -> None:
         if not self._store._closing:
@@ -427,13 +442,23 @@ class PostgreSQLMetadataStore:
         self._timeout = timeout
         self._closing = False
         self._connections = [self._new_connection() for _ in range(size)]
+        #: Connections no transaction is using, live or dead.
         self._idle = list(self._connections)
-        self._semaphore = DeferredSemaphore(size)
+        #: Transactions waiting for a live connection, each with the call ending its wait.
+        self._waiting: deque[tuple[Deferred, IDelayedCall]] = deque()
+        #: The next attempt to reconnect, while one is scheduled.
+        self._retry: IDelayedCall | None = None
+        self._retry_delay = _RETRY_FIRST_DELAY
+        #: Whether an attempt to reconnect is under way.
+        self._reconnecting = False
         self._on_change: list[Callable[[], object]] = []
+        self._on_listening_lost: list[Callable[[], object]] = []
         # A hex token: the listener of this process tells its own notifications by it.
         token = secrets.token_hex(8)
         self._notify_and_commit = f"NOTIFY {CHANNEL}, '{token}'; COMMIT"
-        self._listener = ChangeListener(dsn, reactor, token, self._changed, describe_dsn(dsn))
+        self._listener = ChangeListener(
+            dsn, reactor, token, self._changed, self._listening_lost, describe_dsn(dsn)
+        )
 
     def _new_connection(self) -> _Connection:
         detector = _Detector(self)
@@ -472,9 +497,20 @@ class PostgreSQLMetadataStore:
     def on_change(self, callback: Callable[[], object]) -> None:
         """Call `callback` after each committed change of rows, this process's or another's.
 
-        Also when this process may have missed others' changes: see `catch_up`.
+        Also when it hears of them again after it may have missed some: see `catch_up`.
         """
         self._on_change.append(callback)
+
+    def on_listening_lost(self, callback: Callable[[], object]) -> None:
+        """Call `callback` when this process stops hearing of other processes' changes.
+
+        `on_change`'s callbacks run once it hears of them again.
+        """
+        self._on_listening_lost.append(callback)
+
+    def _listening_lost(self) -> None:
+        for callback in self._on_listening_lost:
+            callback()
 
     def catch_up(self) -> bool:
         """Report the changes already heard of; whether none can have gone unheard.
@@ -521,16 +557,9 @@ class PostgreSQLMetadataStore:
     async def _attempt(
         self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
     ) -> T:
-        await self._semaphore.acquire()
-        connection = self._checkout()
-        timer = None
+        connection = await self._checkout()
+        timer = self._reactor.callLater(self._timeout, self._expire, connection)
         try:
-            if connection.detector.connectionIsDead or connection.pollable().closed:
-                raise RegistryError(
-                    UNAVAILABLE, "the metadata database is unavailable; try again shortly"
-                )
-
-            timer = self._reactor.callLater(self._timeout, self._expire, connection)
 
             async def run() -> T:
                 statements = _Statements(connection, self._reactor)
@@ -541,44 +570,154 @@ class PostgreSQLMetadataStore:
                         self._changed,
                     )
                 finally:
-                    # Before a failure reaches the detector, which may reconnect
-                    # at once: the socket goes back to the connection it came from.
+                    # Before a failure reaches the detector: the socket goes back
+                    # to the connection it came from.
                     statements.stop()
 
             try:
-                # Through the detector, so that a connection failure starts the reconnection.
+                # Through the detector, so that a connection failure marks it dead.
                 return await connection.detector.callChecking(
                     lambda: Deferred.fromCoroutine(run())
                 )
             except Exception as e:
                 if _is_connection_failure(Failure(e)):
-                    raise RegistryError(
-                        UNAVAILABLE, "the metadata database is unavailable; try again shortly"
-                    ) from e
+                    raise _unavailable() from e
                 raise
         finally:
-            if timer is not None and timer.active():
+            if timer.active():
                 timer.cancel()
-            self._idle.append(connection)
-            self._semaphore.release()
+            self._checkin(connection)
 
-    def _checkout(self) -> _Connection:
-        """An idle connection, a live one when there is any."""
-        for i, connection in enumerate(self._idle):
-            if not connection.detector.connectionIsDead:
-                return self._idle.pop(i)
-        return self._idle.pop()
+    async def _checkout(self) -> _Connection:
+        """A live connection no one else is using, once there is one (see the module)."""
+        while True:
+            for i, connection in enumerate(self._idle):
+                if not connection.detector.connectionIsDead:
+                    del self._idle[i]
+                    break
+            else:
+                connection = await self._wait()
+            if not connection.pollable().closed:
+                return connection
+            # psycopg2 saw it close, and nothing has told the detector yet.
+            connection.detector.checkForDeadConnection(
+                Failure(psycopg2.InterfaceError("connection already closed"))
+            )
+            self._checkin(connection)
+
+    def _wait(self) -> Deferred:
+        """A Deferred of the next live connection handed back or reconnected."""
+        waiter: Deferred = Deferred()
+        timer = self._reactor.callLater(self._timeout, self._give_up, waiter)
+        self._waiting.append((waiter, timer))
+        return waiter
+
+    def _give_up(self, waiter: Deferred) -> None:
+        for i, (waiting, timer) in enumerate(self._waiting):
+            if waiting is waiter:
+                del self._waiting[i]
+                if timer.active():
+                    timer.cancel()
+                waiter.errback(_unavailable())
+                return
+
+    def _fail_waiting(self) -> None:
+        while self._waiting:
+            waiter, timer = self._waiting.popleft()
+            timer.cancel()
+            waiter.errback(_unavailable())
+
+    def _checkin(self, connection: _Connection) -> None:
+        """`connection` is free: to the first transaction waiting if it is live, else idle."""
+        if not connection.detector.connectionIsDead and self._waiting:
+            waiter, timer = self._waiting.popleft()
+            timer.cancel()
+            waiter.callback(connection)
+            return
+        self._idle.append(connection)
+        if connection.detector.connectionIsDead:
+            self._reconnect_soon()
+
+    def _alive(self) -> bool:
+        """Whether any connection, free or not, is believed alive."""
+        return any(not c.detector.connectionIsDead for c in self._connections)
+
+    def _dead_and_idle(self) -> list[_Connection]:
+        # A connection in use is reconnected once its transaction has let go of it.
+        return [c for c in self._idle if c.detector.connectionIsDead]
+
+    def _reconnect_soon(self) -> None:
+        """Have the next attempt to reconnect scheduled, unless one is under way or due."""
+        if self._closing or self._reconnecting:
+            return
+        if self._retry is not None and self._retry.active():
+            return
+        self._retry = self._reactor.callLater(self._retry_delay, self._start_reconnecting)
+
+    def _start_reconnecting(self) -> None:
+        self._retry = None
+        Deferred.fromCoroutine(self._reconnect_dead()).addErrback(
+            lambda failure: _log.failure(
+                "reconnecting to {database} failed", failure, database=describe_dsn(self._dsn)
+            )
+        )
+
+    async def _reconnect_dead(self) -> None:
+        """Reconnect one dead idle connection; if it comes back, every other one at once."""
+        dead = self._dead_and_idle()
+        if not dead or self._closing:
+            return
+        self._reconnecting = True
+        try:
+            if await self._reconnect(dead[0]):
+                self._retry_delay = _RETRY_FIRST_DELAY
+                # The listener waits out a backoff of its own; PostgreSQL is back now.
+                self._listener.retry_now()
+                await DeferredList([
+                    Deferred.fromCoroutine(self._reconnect(c)) for c in self._dead_and_idle()
+                ])
+            else:
+                self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX_DELAY)
+                if not self._alive():
+                    # No connection to wait for until the next attempt: answer now.
+                    self._fail_waiting()
+        finally:
+            self._reconnecting = False
+        if self._dead_and_idle():
+            self._reconnect_soon()
+
+    async def _reconnect(self, connection: _Connection) -> bool:
+        """Reconnect `connection`, dead and idle; whether it is alive again."""
+        # Closing it fails the attempt under way.
+        timer = self._reactor.callLater(CONNECT_TIMEOUT, connection.close)
+        try:
+            await connection.detector.reconnect()
+        except Exception:
+            return False
+        finally:
+            if timer.active():
+                timer.cancel()
+        if self._closing:
+            connection.close()
+            return False
+        connection.detector.connectionRecovered()
+        self._idle.remove(connection)
+        self._checkin(connection)
+        return True
 
     def _expire(self, connection: _Connection) -> None:
         _log.warn(
             "a transaction on {database} took over {timeout} s: closing its connection",
             database=describe_dsn(self._dsn), timeout=self._timeout,
         )
-        # The detector sees the loss and reconnects; the transaction fails as UNAVAILABLE.
+        # The detector sees the loss, the store reconnects; the transaction fails as UNAVAILABLE.
         connection.close()
 
     async def close(self) -> None:
         self._closing = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._fail_waiting()
         self._listener.close()
         for connection in self._connections:
             if connection._connection is not None:
