@@ -23,6 +23,7 @@ from tests.support import (
     REPO_ROOT,
     RegistryProcess,
     free_port,
+    ocireg_command,
     ocireg_environment,
     twistd_command,
     wait_for,
@@ -313,6 +314,58 @@ def test_bad_setting_is_refused_at_start_naming_it_without_traceback(
     assert result.returncode != 0, output
     assert named in output, output
     assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("command", [twistd_command, ocireg_command],
+                         ids=["twistd", "python-m-twisted"])
+@pytest.mark.parametrize(
+    ("failure", "named"),
+    [
+        ("data_dir under a file", "setting 'data_dir': cannot create"),
+        ("data_dir under /proc", "setting 'data_dir': cannot create"),
+        ("database refuses connections", "setting 'database': cannot connect"),
+        ("port in use", "setting 'listen': cannot listen"),
+        ("missing TLS key files", "setting 'listen': bad endpoint"),
+    ],
+)
+def test_a_failed_start_exits_non_zero_at_once_naming_the_setting(
+    tmp_path, command, failure, named
+):
+    data_dir = tmp_path / "data"
+    listen = f"tcp:{free_port()}:interface=127.0.0.1"
+    args: list[str] = []
+    held = None
+    if failure == "data_dir under a file":
+        (tmp_path / "a-file").write_text("")
+        data_dir = tmp_path / "a-file" / "data"
+    elif failure == "data_dir under /proc":
+        data_dir = Path("/proc/ocireg-cannot-be-here/data")
+    elif failure == "database refuses connections":
+        args = ["--database", f"postgresql://ocireg@127.0.0.1:{free_port()}/ocireg"]
+    elif failure == "port in use":
+        held = socket.socket()
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        listen = f"tcp:{held.getsockname()[1]}:interface=127.0.0.1"
+    else:
+        missing = tmp_path / "missing.pem"
+        listen = f"ssl:{free_port()}:interface=127.0.0.1:privateKey={missing}:certKey={missing}"
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            command("--listen", listen, "--data-dir", str(data_dir), *args),
+            cwd=tmp_path, env=ocireg_environment(), capture_output=True, text=True,
+            timeout=WAIT,
+        )
+    finally:
+        if held is not None:
+            held.close()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    # At once: not after a service manager's start timeout, nor on a signal.
+    assert time.monotonic() - started < WAIT / 2, output
+    assert "Traceback" not in output, output
+    assert named in output, output
 
 
 # The units
