@@ -368,6 +368,57 @@ def test_a_failed_start_exits_non_zero_at_once_naming_the_setting(
     assert named in output, output
 
 
+# The data directory's lock
+
+
+def _refused_start(tmp_path: Path, data_dir: Path, *args: str) -> str:
+    """The output of an ocireg that must refuse to start on `data_dir`."""
+    result = subprocess.run(
+        ocireg_command("--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+                       "--data-dir", str(data_dir), *args),
+        cwd=tmp_path, env=ocireg_environment(), capture_output=True, text=True, timeout=WAIT,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    return output
+
+
+def test_a_second_ocireg_on_the_same_sqlite_data_dir_is_refused_naming_the_first(
+    tmp_path, processes
+):
+    first = _start(processes, RegistryProcess(tmp_path / "data", command=twistd_command))
+    output = _refused_start(tmp_path, first.data_dir)
+    assert "setting 'data_dir'" in output
+    assert f"in use by another ocireg process (PID {first.process.pid})" in output
+    assert _get(first.url + "/healthz")[0] == 200
+
+    first.stop()
+    # The lock goes with the process: the next one starts.
+    second = _start(processes, RegistryProcess(first.data_dir))
+    assert _get(second.url + "/healthz")[0] == 200
+
+
+def test_ocireg_processes_on_postgresql_share_a_data_dir_and_sqlite_is_kept_out(
+    tmp_path, processes, pg
+):
+    data_dir = tmp_path / "data"
+    on_pg = [
+        _start(processes, RegistryProcess(data_dir), "--database", pg.dsn) for _ in range(2)
+    ]
+    assert all(_get(server.url + "/healthz")[0] == 200 for server in on_pg)
+    output = _refused_start(tmp_path, data_dir)
+    assert "setting 'data_dir'" in output
+    assert "on PostgreSQL" in output
+    assert any(f"PID {server.process.pid}" in output for server in on_pg), output
+
+    for server in on_pg:
+        server.stop()
+    on_sqlite = _start(processes, RegistryProcess(data_dir))
+    output = _refused_start(tmp_path, data_dir, "--database", pg.dsn)
+    assert f"in use by another ocireg process (PID {on_sqlite.process.pid})" in output
+
+
 # The units
 
 
