@@ -200,7 +200,11 @@ async def open_registry(
         blob_pool.stop()
         held.release()
         raise
-    return Registry(metadata, blobs, reactor, cache=cache), blob_pool, held
+    registry = Registry(
+        metadata, blobs, reactor, cache=cache,
+        max_uploads_per_client=config.max_uploads_per_client,
+    )
+    return registry, blob_pool, held
 
 
 class RegistryService(MultiService):
