@@ -198,6 +198,10 @@ class Config:
     staging_ttl: float = attrs.field(default=DEFAULT_STAGING_TTL, validator=_seconds("staging_ttl"))
     #: Seconds an upload may sit unwritten before it is cancelled and its bytes removed.
     upload_ttl: float = attrs.field(default=DEFAULT_UPLOAD_TTL, validator=_seconds("upload_ttl"))
+    #: Upload sessions one user (or, anonymous, one address) may have open at once.
+    max_uploads_per_client: int = attrs.field(
+        default=256, validator=_whole_number("max_uploads_per_client", 1)
+    )
     #: An htpasswd file of bcrypt hashes; empty (and no auth_trusted_keys): everything open.
     auth_htpasswd: str = attrs.field(default="", validator=_text("auth_htpasswd"))
     #: Permission rules ([[auth_rules]] tables); reloadable.

@@ -25,6 +25,7 @@ from ocireg.errors import (
     DIGEST_INVALID,
     RANGE_INVALID,
     SIZE_INVALID,
+    TOO_MANY_REQUESTS,
     UNAVAILABLE,
     RegistryError,
 )
@@ -45,6 +46,10 @@ T = TypeVar("T")
 #: seconds of its last write: a client sending chunk after chunk has its row
 #: written once a second, not once a chunk.
 _TOUCH_EVERY = 1.0
+
+#: Seconds a client over its upload sessions is told to wait: sessions end as
+#: pushes finish, so soon, unless the client left them open to expire.
+UPLOADS_RETRY_AFTER = 60
 
 
 @attrs.frozen
@@ -71,6 +76,8 @@ class Registry:
     #: Answers of manifest and blob lookups, dropped whenever `metadata` changes;
     #: None when the store cannot tell this process of every change (see ocireg.cache).
     cache: ReadCache | None = None
+    #: Upload sessions one client (see `uploads.client_key`) may have open; None: no cap.
+    max_uploads_per_client: int | None = None
 
     def _now(self) -> float:
         return self.clock.seconds()
@@ -144,23 +151,42 @@ class Registry:
 
     # Uploads
 
-    async def start_upload(self, name: str, uuid: str | None = None) -> str:
-        """Open a new upload session for repository `name`; its uuid (`uuid` if given)."""
-        uuid, _ = await self._start_upload(name, uuid)
+    async def start_upload(
+        self, name: str, uuid: str | None = None, client: str | None = None
+    ) -> str:
+        """Open a new upload session for repository `name`; its uuid (`uuid` if given).
+
+        `client` (`uploads.client_key`) is who opens it: TOO_MANY_REQUESTS
+        when they already have `max_uploads_per_client` sessions open.
+        """
+        uuid, _ = await self._start_upload(name, uuid, client)
         return uuid
 
-    async def _start_upload(self, name: str, uuid: str | None) -> tuple[str, float]:
+    async def _start_upload(
+        self, name: str, uuid: str | None, client: str | None
+    ) -> tuple[str, float]:
         """`start_upload`: the uuid, and when the session was recorded."""
         validate_name(name)
         uuid = uuid or str(uuidlib.uuid4())
         await self.blobs.create_upload(uuid)
         now = self._now()
+        limit = self.max_uploads_per_client
 
         async def create(txn: ITransaction) -> None:
-            while not await uploads.create_upload(txn, uuid, name, now):
+            while not await uploads.create_upload(txn, uuid, name, now, client, limit):
                 # A pinned distribution: refused before the client sends a byte
                 # (unless unpinned since the INSERT looked: then it goes in).
                 await versions.check_writable(txn, name)
+                if client is not None and limit is not None and (
+                    await uploads.open_uploads(txn, client) >= limit
+                ):
+                    raise RegistryError(
+                        TOO_MANY_REQUESTS,
+                        f"{limit} upload sessions are open already: finish or cancel "
+                        "some before opening more",
+                        {"limit": limit},
+                        {"Retry-After": str(UPLOADS_RETRY_AFTER)},
+                    )
 
         try:
             await self.metadata.transact(create)
@@ -251,10 +277,10 @@ class Registry:
         )
 
     async def new_upload_for_body(
-        self, name: str, uuid: str | None = None
+        self, name: str, uuid: str | None = None, client: str | None = None
     ) -> tuple[str, IUploadFile]:
-        """A new upload session, open for appending, for a monolithic POST."""
-        uuid, created = await self._start_upload(name, uuid)
+        """A new upload session, open for appending, for a monolithic POST (as `start_upload`)."""
+        uuid, created = await self._start_upload(name, uuid, client)
         return uuid, await self._open_upload_file(name, uuid, 0, created)
 
     async def release_upload(self, uuid: str, upload: IUploadFile) -> int:

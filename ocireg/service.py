@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 
+import psycopg2
 from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
@@ -27,7 +29,9 @@ from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.cache import ReadCache
 from ocireg.config import Config, ConfigError
-from ocireg.db.postgresql import PostgreSQLMetadataStore
+from ocireg.datadir import DataDirLock, create_data_dir
+from ocireg.db.migrations import SchemaTooNew
+from ocireg.db.postgresql import DatabaseUnavailable, PostgreSQLMetadataStore
 from ocireg.db.sqlite import SQLiteMetadataStore
 from ocireg.housekeeping import Housekeeping, HousekeepingService
 from ocireg.interfaces import IMetadataStore
@@ -132,8 +136,12 @@ async def _listen(reactor, setting: str, description: str, factory):
             f"setting {setting!r}: endpoint {description!r} names a socket that systemd did "
             "not pass (is the .socket unit active?)"
         ) from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"setting {setting!r}: bad endpoint {description!r}: {e}") from None
+    except Exception as e:
+        # Whatever the parser raises is about the description: a bad value,
+        # or a TLS key or certificate file that is missing or unreadable.
+        raise ConfigError(
+            f"setting {setting!r}: bad endpoint {description!r}: {_reason(e)}"
+        ) from None
     try:
         return await endpoint.listen(factory)
     except CannotListenError as e:
@@ -142,19 +150,37 @@ async def _listen(reactor, setting: str, description: str, factory):
         ) from None
 
 
-async def open_registry(config: Config, reactor) -> tuple[Registry, ThreadPool]:
-    """The stores named by `config`, opened, in a Registry."""
-    os.makedirs(config.data_dir, exist_ok=True)
+def _reason(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+async def open_registry(
+    config: Config, reactor, lock: bool = True
+) -> tuple[Registry, ThreadPool, DataDirLock]:
+    """The stores named by `config`, opened, in a Registry; and the data directory's lock.
+
+    `lock`: take the lock (see ocireg.datadir); a worker, whose parent holds it, does not.
+    Every failure is a ConfigError naming the setting at fault, or an unexpected error.
+    """
+    create_data_dir(config.data_dir)
+    held = (DataDirLock.take(config.data_dir, exclusive=not config.database) if lock
+            else DataDirLock(None))
     blob_pool = ThreadPool(2, 8, name="ocireg-blobs")
     blob_pool.start()
     try:
-        blobs = FilesystemBlobStore(config.data_dir, reactor, blob_pool)
+        try:
+            blobs = FilesystemBlobStore(config.data_dir, reactor, blob_pool)
+        except OSError as e:
+            raise ConfigError(f"setting 'data_dir': {e}") from None
         metadata: IMetadataStore
         cache: ReadCache
         if config.database:
-            pg = await PostgreSQLMetadataStore.open(
-                config.database, reactor, size=config.database_connections
-            )
+            try:
+                pg = await PostgreSQLMetadataStore.open(
+                    config.database, reactor, size=config.database_connections
+                )
+            except (DatabaseUnavailable, SchemaTooNew, psycopg2.Error) as e:
+                raise ConfigError(f"setting 'database': {_reason(e)}") from None
             # It reports this process's commits and hears the others': see ocireg.cache.
             cache = ReadCache(
                 current=pg.catch_up, clock=reactor, stale_max_age=config.stale_cache_max_age
@@ -163,15 +189,25 @@ async def open_registry(config: Config, reactor) -> tuple[Registry, ThreadPool]:
             pg.on_listening_lost(cache.suspend)
             metadata = pg
         else:
-            lite = await SQLiteMetadataStore.open(config.sqlite_path, reactor)
+            try:
+                lite = await SQLiteMetadataStore.open(config.sqlite_path, reactor)
+            except (sqlite3.Error, SchemaTooNew) as e:
+                raise ConfigError(
+                    f"setting 'data_dir': cannot open {config.sqlite_path!r}: {e}"
+                ) from None
             # One process, and the store reports each change it commits: see ocireg.cache.
             cache = ReadCache()
             lite.on_change(cache.invalidate)
             metadata = lite
     except BaseException:
         blob_pool.stop()
+        held.release()
         raise
-    return Registry(metadata, blobs, reactor, cache=cache), blob_pool
+    registry = Registry(
+        metadata, blobs, reactor, cache=cache,
+        max_uploads_per_client=config.max_uploads_per_client,
+    )
+    return registry, blob_pool, held
 
 
 class RegistryService(MultiService):
@@ -203,6 +239,7 @@ class RegistryService(MultiService):
         self._ports: list = []
         self._registry: Registry | None = None
         self._blob_pool: ThreadPool | None = None
+        self._lock: DataDirLock | None = None
         self._auth: AuthSetup | None = None
         self.ready: Deferred = Deferred()
 
@@ -212,7 +249,9 @@ class RegistryService(MultiService):
         d.addErrback(self._failed_to_start)
 
     async def _start(self) -> None:
-        self._registry, self._blob_pool = await open_registry(self._config, self._reactor)
+        self._registry, self._blob_pool, self._lock = await open_registry(
+            self._config, self._reactor, lock=not self._listeners
+        )
         self._registry.metadata = MeasuredMetadataStore(
             self._registry.metadata, self.metrics, self._reactor
         )
@@ -276,6 +315,10 @@ class RegistryService(MultiService):
             self.ready.errback(failure)
         if self._reactor.running:
             self._reactor.stop()
+        else:
+            # twistd starts the services before the reactor runs: a failure
+            # before the first await lands here, and a stop must wait for it.
+            self._reactor.callWhenRunning(self._reactor.stop)
 
     async def _stop(self) -> None:
         self._stopping = True
@@ -300,6 +343,8 @@ class RegistryService(MultiService):
             await self._registry.metadata.close()
         if self._blob_pool is not None:
             self._blob_pool.stop()
+        if self._lock is not None:
+            self._lock.release()
         if self._auth is not None:
             self._auth.stop()
 

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from ocireg.db.postgresql import CONNECT_TIMEOUT
 from tests.support import (
     REPO_ROOT,
     RegistryProcess,
     free_port,
+    ocireg_command,
     ocireg_environment,
     twistd_command,
     wait_for,
@@ -313,6 +315,118 @@ def test_bad_setting_is_refused_at_start_naming_it_without_traceback(
     assert result.returncode != 0, output
     assert named in output, output
     assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("command", [twistd_command, ocireg_command],
+                         ids=["twistd", "python-m-twisted"])
+@pytest.mark.parametrize(
+    ("failure", "named"),
+    [
+        ("data_dir under a file", "setting 'data_dir': cannot create"),
+        ("data_dir under /proc", "setting 'data_dir': cannot create"),
+        ("database refuses connections", "setting 'database': cannot connect"),
+        ("database never answers", "setting 'database': cannot connect"),
+        ("port in use", "setting 'listen': cannot listen"),
+        ("missing TLS key files", "setting 'listen': bad endpoint"),
+    ],
+)
+def test_a_failed_start_exits_non_zero_at_once_naming_the_setting(
+    tmp_path, command, failure, named
+):
+    data_dir = tmp_path / "data"
+    listen = f"tcp:{free_port()}:interface=127.0.0.1"
+    args: list[str] = []
+    held = None
+    if failure == "data_dir under a file":
+        (tmp_path / "a-file").write_text("")
+        data_dir = tmp_path / "a-file" / "data"
+    elif failure == "data_dir under /proc":
+        data_dir = Path("/proc/ocireg-cannot-be-here/data")
+    elif failure == "database refuses connections":
+        args = ["--database", f"postgresql://ocireg@127.0.0.1:{free_port()}/ocireg"]
+    elif failure == "database never answers":
+        # Accepts connections (into its backlog) and never says a word.
+        held = socket.socket()
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        args = ["--database", f"postgresql://ocireg@127.0.0.1:{held.getsockname()[1]}/ocireg"]
+    elif failure == "port in use":
+        held = socket.socket()
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        listen = f"tcp:{held.getsockname()[1]}:interface=127.0.0.1"
+    else:
+        missing = tmp_path / "missing.pem"
+        listen = f"ssl:{free_port()}:interface=127.0.0.1:privateKey={missing}:certKey={missing}"
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            command("--listen", listen, "--data-dir", str(data_dir), *args),
+            cwd=tmp_path, env=ocireg_environment(), capture_output=True, text=True,
+            timeout=WAIT,
+        )
+    finally:
+        if held is not None:
+            held.close()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    # At once (or once a silent database has had its time): not after a
+    # service manager's start timeout, nor on a signal.
+    limit = CONNECT_TIMEOUT + 5 if failure == "database never answers" else WAIT / 2
+    assert time.monotonic() - started < limit, output
+    assert "Traceback" not in output, output
+    assert named in output, output
+
+
+# The data directory's lock
+
+
+def _refused_start(tmp_path: Path, data_dir: Path, *args: str) -> str:
+    """The output of an ocireg that must refuse to start on `data_dir`."""
+    result = subprocess.run(
+        ocireg_command("--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+                       "--data-dir", str(data_dir), *args),
+        cwd=tmp_path, env=ocireg_environment(), capture_output=True, text=True, timeout=WAIT,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    return output
+
+
+def test_a_second_ocireg_on_the_same_sqlite_data_dir_is_refused_naming_the_first(
+    tmp_path, processes
+):
+    first = _start(processes, RegistryProcess(tmp_path / "data", command=twistd_command))
+    output = _refused_start(tmp_path, first.data_dir)
+    assert "setting 'data_dir'" in output
+    assert f"in use by another ocireg process (PID {first.process.pid})" in output
+    assert _get(first.url + "/healthz")[0] == 200
+
+    first.stop()
+    # The lock goes with the process: the next one starts.
+    second = _start(processes, RegistryProcess(first.data_dir))
+    assert _get(second.url + "/healthz")[0] == 200
+
+
+def test_ocireg_processes_on_postgresql_share_a_data_dir_and_sqlite_is_kept_out(
+    tmp_path, processes, pg
+):
+    data_dir = tmp_path / "data"
+    on_pg = [
+        _start(processes, RegistryProcess(data_dir), "--database", pg.dsn) for _ in range(2)
+    ]
+    assert all(_get(server.url + "/healthz")[0] == 200 for server in on_pg)
+    output = _refused_start(tmp_path, data_dir)
+    assert "setting 'data_dir'" in output
+    assert "on PostgreSQL" in output
+    assert any(f"PID {server.process.pid}" in output for server in on_pg), output
+
+    for server in on_pg:
+        server.stop()
+    on_sqlite = _start(processes, RegistryProcess(data_dir))
+    output = _refused_start(tmp_path, data_dir, "--database", pg.dsn)
+    assert f"in use by another ocireg process (PID {on_sqlite.process.pid})" in output
 
 
 # The units

@@ -53,6 +53,7 @@ from ocireg.errors import (
     ErrorCode,
     RegistryError,
 )
+from ocireg.uploads import client_key
 
 _log = Logger()
 
@@ -218,6 +219,10 @@ class RequestAccess:
     async def new_upload_id(self, request: IRequest) -> str | None:
         return self.authoriser.new_upload_id(await self.principal(request))
 
+    async def upload_client(self, request: IRequest) -> str:
+        """Whose open upload sessions a new one counts with: the caller's, or their address's."""
+        return client_key((await self.principal(request)).user, _address(request))
+
     def upload_guard(self, request: IRequest) -> RequestUploadGuard:
         """What the body path asks before writing `request`'s upload body."""
         return RequestUploadGuard(self, request)
@@ -289,6 +294,9 @@ class RequestUploadGuard:
 
     async def may_write(self, name: str, uuid: str) -> None:
         await self._access.require_upload(self._request, name, uuid)
+
+    async def client(self) -> str:
+        return await self._access.upload_client(self._request)
 
 
 def _rfc3339(seconds: float) -> str:

@@ -199,7 +199,10 @@ class RegistryAPI:
             uuid, upload = await body.result()
             parsed, _ = await self._registry.complete_upload(name, uuid, digest, upload)
             return self._blob_created(request, name, parsed)
-        uuid = await self._registry.start_upload(name, await self._access.new_upload_id(request))
+        uuid = await self._registry.start_upload(
+            name, await self._access.new_upload_id(request),
+            await self._access.upload_client(request),
+        )
         return self._upload_progress(request, name, uuid, 0)
 
     def _blob_created(self, request: IRequest, name: str, digest) -> bytes:

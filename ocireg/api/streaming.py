@@ -58,6 +58,9 @@ class UploadGuard(Protocol):
     async def may_write(self, name: str, uuid: str) -> None:
         """Raise unless the caller may write to upload `uuid` of `name`."""
 
+    async def client(self) -> str | None:
+        """Whose upload sessions a new one counts with (`uploads.client_key`); None: nobody's."""
+
 
 class _Open:
     """No authentication: every body may be written."""
@@ -66,6 +69,9 @@ class _Open:
         return None
 
     async def may_write(self, name: str, uuid: str) -> None:
+        return None
+
+    async def client(self) -> str | None:
         return None
 
 
@@ -318,7 +324,8 @@ def route_body(
                 name = match.group("name")
 
                 async def open_new() -> tuple[str, IUploadFile]:
-                    return await registry.new_upload_for_body(name, await guard.may_push(name))
+                    uuid = await guard.may_push(name)
+                    return await registry.new_upload_for_body(name, uuid, await guard.client())
 
                 return UploadBody(open_new, transport, registry.release_upload)
     except RegistryError as e:

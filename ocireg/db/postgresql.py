@@ -108,6 +108,12 @@ _RETRY_MAX_DELAY = 0.25
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "WITH"})
 
 
+#: Seconds the start-up waits for the pool's connections: a server that
+#: accepts and never answers (or a host that drops packets) would otherwise
+#: hold the start for as long as TCP retries, or for ever.
+CONNECT_TIMEOUT = 10.0
+
+
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached at start-up; the message says where and why."""
 
@@ -203,8 +209,10 @@ class _Detector(reconnection.DeadConnectionDetector):
         self.addRecoveryHandler(self._recovered)
 
     def _dead(self, failure: Failure) -> bool:
-        # Closing the store closes its connections: no reason to reconnect.
-        return not self._store._closing and _is_connection_failure(failure)
+        # Closing the store closes its connections: no reason to reconnect. A
+        # store still opening fails its start instead (see `open`).
+        store = self._store
+        return store._opened and not store._closing and _is_connection_failure(failure)
 
     def startReconnecting(self, f: Failure) -> None:
         _log.warn(
@@ -441,6 +449,7 @@ class PostgreSQLMetadataStore:
         self._reactor = reactor
         self._timeout = timeout
         self._closing = False
+        self._opened = False
         self._connections = [self._new_connection() for _ in range(size)]
         #: Connections no transaction is using, live or dead.
         self._idle = list(self._connections)
@@ -472,9 +481,22 @@ class PostgreSQLMetadataStore:
         """Connect to `dsn` and migrate its schema; DatabaseUnavailable if it cannot connect."""
         store = cls(dsn, reactor, size, timeout)
         try:
-            results = await DeferredList(
+            connecting = DeferredList(
                 [c.connect(dsn) for c in store._connections], consumeErrors=True
             )
+            # Not addTimeout: txpostgres cannot cancel a connection attempt
+            # (its canceller raises), so the attempts are left to `close`.
+            late: Deferred = deferLater(reactor, CONNECT_TIMEOUT, lambda: None)
+            first, _ = await DeferredList(
+                [connecting, late], fireOnOneCallback=True, consumeErrors=True
+            )
+            if not connecting.called:
+                raise DatabaseUnavailable(
+                    f"cannot connect to {describe_dsn(dsn)}: no answer within "
+                    f"{CONNECT_TIMEOUT:g} s"
+                )
+            late.cancel()
+            results = first
             for ok, result in results:
                 if not ok:
                     raise DatabaseUnavailable(
@@ -492,6 +514,7 @@ class PostgreSQLMetadataStore:
         except BaseException:
             await store.close()
             raise
+        store._opened = True
         return store
 
     def on_change(self, callback: Callable[[], object]) -> None:
