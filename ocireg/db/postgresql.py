@@ -111,7 +111,7 @@ _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "WITH"})
 #: Seconds the start-up waits for the pool's connections: a server that
 #: accepts and never answers (or a host that drops packets) would otherwise
 #: hold the start for as long as TCP retries, or for ever.
-CONNECT_TIMEOUT = 10.0
+START_TIMEOUT = 10.0
 
 
 class DatabaseUnavailable(Exception):
@@ -486,14 +486,14 @@ class PostgreSQLMetadataStore:
             )
             # Not addTimeout: txpostgres cannot cancel a connection attempt
             # (its canceller raises), so the attempts are left to `close`.
-            late: Deferred = deferLater(reactor, CONNECT_TIMEOUT, lambda: None)
+            late: Deferred = deferLater(reactor, START_TIMEOUT, lambda: None)
             first, _ = await DeferredList(
                 [connecting, late], fireOnOneCallback=True, consumeErrors=True
             )
             if not connecting.called:
                 raise DatabaseUnavailable(
                     f"cannot connect to {describe_dsn(dsn)}: no answer within "
-                    f"{CONNECT_TIMEOUT:g} s"
+                    f"{START_TIMEOUT:g} s"
                 )
             late.cancel()
             results = first
