@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ocireg.db.postgresql import CONNECT_TIMEOUT
+from ocireg.db.postgresql import START_TIMEOUT
 from tests.support import (
     REPO_ROOT,
     RegistryProcess,
@@ -372,7 +372,7 @@ def test_a_failed_start_exits_non_zero_at_once_naming_the_setting(
     assert result.returncode != 0, output
     # At once (or once a silent database has had its time): not after a
     # service manager's start timeout, nor on a signal.
-    limit = CONNECT_TIMEOUT + 5 if failure == "database never answers" else WAIT / 2
+    limit = START_TIMEOUT + 5 if failure == "database never answers" else WAIT / 2
     assert time.monotonic() - started < limit, output
     assert "Traceback" not in output, output
     assert named in output, output
