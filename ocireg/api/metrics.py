@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from klein import Klein
 from twisted.web.iweb import IRequest
 
@@ -13,19 +15,25 @@ class MetricsAPI:
 
     Rendering runs on the reactor thread: it only reads counters in memory
     (collectors added to the metrics must not do I/O), a few milliseconds
-    for the bounded number of series ocireg keeps.
+    for the bounded number of series ocireg keeps. What needs I/O to be
+    current (the free disk space) is measured by `refresh` first.
     """
 
     app = Klein()
 
-    def __init__(self, metrics: RegistryMetrics) -> None:
+    def __init__(
+        self, metrics: RegistryMetrics, refresh: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         self._metrics = metrics
+        self._refresh = refresh
 
     def resource(self):
         return self.app.resource()
 
     @app.route("/metrics", methods=["GET"])
-    def metrics(self, request: IRequest) -> bytes:
+    async def metrics(self, request: IRequest) -> bytes:
+        if self._refresh is not None:
+            await self._refresh()
         body = self._metrics.render()
         request.setHeader("Content-Type", CONTENT_TYPE)
         request.setHeader("Content-Length", str(len(body)))
