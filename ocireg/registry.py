@@ -7,6 +7,7 @@ blob store. Nothing here knows of HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -289,7 +290,13 @@ class Registry:
             except RegistryError:
                 await self._cancel(uuid, upload)
                 raise
-            actual = await upload.digest(expected.algorithm)
+            try:
+                actual = await upload.digest(expected.algorithm)
+            except BaseException:
+                # A write failed (a full disk): what was written stays, resumable.
+                with contextlib.suppress(Exception):  # the same failure, raised below
+                    await upload.close()
+                raise
             size = upload.size
             await upload.close()
             if actual != expected:
@@ -361,6 +368,14 @@ class Registry:
         # The bytes first: on a full disk, deleting the row needs the room they free.
         await self.blobs.delete_upload(uuid)
         await self.metadata.transact(lambda txn: uploads.delete_upload(txn, uuid))
+
+    async def abandon_upload(self, uuid: str) -> None:
+        """Remove an upload whose client cannot resume it (a monolithic push that failed)."""
+        try:
+            await self._cancel(uuid, None)
+        except Exception:
+            # The purge of abandoned uploads takes it later.
+            _log.failure("removing failed monolithic upload {uuid}", uuid=uuid)
 
     async def cancel_upload(self, name: str, uuid: str) -> None:
         validate_name(name)
