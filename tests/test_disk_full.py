@@ -289,6 +289,35 @@ async def test_an_upload_under_way_stops_at_min_free_space_and_metadata_writes_g
 
 
 @pytest_twisted.ensureDeferred
+async def test_garbage_collection_frees_a_disk_that_pushes_filled_to_min_free_space(
+    start, small_disk
+):
+    server = await start(min_free_space="24MiB", gc_grace_period=0)
+    pushed = 0
+    while True:
+        data = random_bytes(4 * MiB)
+        response, _ = await send(
+            server, "POST", f"/v2/team/app/blobs/uploads/?digest={digest_of(data)}", data
+        )
+        if response.code != 201:
+            await assert_out_of_space(response)
+            break
+        pushed += 1
+    assert pushed >= 8
+    assert free_bytes(small_disk) <= 28 * MiB
+
+    response, body = await send(server, "DELETE", "/api/v1/repositories/team/app/staging")
+    assert response.code == 200, body
+    response, body = await send(server, "POST", "/api/v1/gc", b"{}",
+                                **{"Content-Type": "application/json"})
+    assert response.code == 200, body
+    assert json.loads(body)["blobs"] == pushed
+    assert free_bytes(small_disk) > DISK_SIZE - 8 * MiB
+    await sleep(1.1)
+    await push_blob(server, "team/app", random_bytes(4 * MiB))
+
+
+@pytest_twisted.ensureDeferred
 async def test_cancelling_an_upload_on_a_full_disk_frees_its_bytes(start_sqlite, small_disk):
     server = await start_sqlite(min_free_space=0)
     location = await start_upload(server, "team/app")

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from klein import Klein
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from ocireg.metrics import CONTENT_TYPE, RegistryMetrics
+
+_log = Logger()
 
 
 class MetricsAPI:
@@ -33,7 +36,11 @@ class MetricsAPI:
     @app.route("/metrics", methods=["GET"])
     async def metrics(self, request: IRequest) -> bytes:
         if self._refresh is not None:
-            await self._refresh()
+            try:
+                await self._refresh()
+            except Exception as e:
+                # The rest is still worth a scrape; /readyz says what is wrong.
+                _log.warn("measuring for /metrics failed: {error}", error=str(e))
         body = self._metrics.render()
         request.setHeader("Content-Type", CONTENT_TYPE)
         request.setHeader("Content-Length", str(len(body)))
