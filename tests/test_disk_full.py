@@ -10,12 +10,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 
 from ocireg.config import Config
@@ -197,6 +199,37 @@ async def test_patch_meeting_a_full_disk_is_507_with_a_warning_and_resumes_once_
     assert response.code == 201, (response.code, body)
     response, body = await send(server, "GET", f"/v2/team/app/blobs/{digest}")
     assert response.code == 200 and body == data
+
+
+def _send_part_and_hang_up(port: int, path: str, length: int, part: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(
+            f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        connection.sendall(part)
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_hanging_up_after_its_patch_met_a_full_disk_leaves_a_resumable_upload(
+    start, small_disk, warnings
+):
+    server = await start(min_free_space=0)
+    fill(small_disk, leave=8 * MiB)
+    location = await start_upload(server, "team/app")
+
+    await deferToThread(
+        _send_part_and_hang_up, server.port, location, 32 * MiB, random_bytes(16 * MiB)
+    )
+    for _ in range(100):
+        if not server.registry.is_writing(location.rsplit("/", 1)[1]):
+            break
+        await sleep(0.05)
+    await sleep(0.2)
+
+    assert 0 < await upload_size(server, location) <= 8 * MiB
+    assert any("out of space" in text for text in warnings.texts()), warnings.texts()
+    assert not warnings.tracebacks(), warnings.texts()
 
 
 @pytest_twisted.ensureDeferred
