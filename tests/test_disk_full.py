@@ -161,6 +161,7 @@ async def assert_out_of_space(response) -> None:
 
 
 async def upload_size(server, location: str) -> int:
+    """The bytes an upload holds, from its status's Range (which cannot say 0)."""
     response, body = await send(server, "GET", location)
     assert response.code == 204, (response.code, body)
     return int(header(response, "Range").split("-")[1]) + 1

@@ -40,7 +40,10 @@ class Reserve:
 
     @classmethod
     def parse(cls, value: object) -> Reserve:
-        """"256MiB", "1GB", "5%" or a whole number of bytes; ValueError saying what is wrong."""
+        """A setting such as "256MiB", "1GB", "5%" or a whole number of bytes.
+
+        ValueError says what is wrong with anything else.
+        """
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError("must be a size such as \"256MiB\" or a percentage such as \"5%\"")
         if isinstance(value, int):
