@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ocireg.auth.permissions import Rule, RuleError
+from ocireg.storage.space import Reserve
 
 
 class ConfigError(Exception):
@@ -113,6 +114,13 @@ def _realm(instance: object, attribute: attrs.Attribute, value: object) -> None:
         )
 
 
+def _reserve(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    try:
+        Reserve.parse(value)
+    except ValueError as e:
+        raise ConfigError(f"setting 'min_free_space' {e}") from None
+
+
 def _rules(value: object) -> tuple[Rule, ...]:
     if isinstance(value, tuple) and all(isinstance(r, Rule) for r in value):
         return value
@@ -164,6 +172,9 @@ class Config:
     listen: tuple[str, ...] = attrs.field(default=("tcp:5000",), converter=_strings)
     #: Where blobs, uploads and the embedded metadata database live.
     data_dir: str = "./ocireg-data"
+    #: Space kept free in data_dir ("256MiB", "5%"): below it new uploads are
+    #: refused, while reads, deletes and garbage collection go on.
+    min_free_space: str | int = attrs.field(default="256MiB", validator=_reserve)
     #: The metadata database; empty means SQLite in the data directory.
     database: str = attrs.field(default="", validator=_database_url)
     #: Processes serving the API on the same sockets (more than 1 needs PostgreSQL).
@@ -291,6 +302,11 @@ class Config:
             self.auth_realm or self.auth_token_service
         ):
             raise ConfigError("trusting an external issuer needs auth_realm: its token URL")
+
+    @property
+    def reserve(self) -> Reserve:
+        """`min_free_space`, parsed."""
+        return Reserve.parse(self.min_free_space)
 
     @property
     def sqlite_path(self) -> str:

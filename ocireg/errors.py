@@ -39,6 +39,14 @@ UNSUPPORTED = ErrorCode("UNSUPPORTED", 415, "the operation is unsupported")
 METHOD_UNSUPPORTED = ErrorCode("UNSUPPORTED", 405, "the operation is unsupported")
 NOT_FOUND = ErrorCode("NOT_FOUND", 404, "no such endpoint")
 UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "service unavailable")
+# The spec's table has no code for a full disk. 507 Insufficient Storage says
+# what is wrong even to clients that read no 5xx body (skopeo 1.9 printed
+# "received unexpected HTTP status: 507 Insufficient Storage Space"; docker's
+# client reads none either), and is not one a client retries at once (a 503
+# is, and the disk stays full for the retries). DENIED is the table's code for
+# "not accepted, and not your input's fault": registries that enforce storage
+# quotas (Harbor, GitLab) answer DENIED.
+STORAGE_FULL = ErrorCode("DENIED", 507, "the registry is out of storage space")
 
 
 class RegistryError(Exception):

@@ -5,6 +5,9 @@ manifest (its whole closure present) is promoted into a version of its own,
 never silently dropped; what is left is taken out of staging, and garbage
 collection judges it later. Upload sessions with no write for longer than
 the upload time-to-live are cancelled and their bytes removed.
+
+Uploads go first, and their bytes before their rows: on a full disk that is
+what makes room for every later metadata write, this run's included.
 """
 
 from __future__ import annotations
@@ -147,8 +150,8 @@ class Expiry:
 
     async def run(self) -> ExpiryReport:
         now = self.clock.seconds()
-        promoted, discarded = await self._settle_staging(now)
         uploads = await self._purge_uploads(now)
+        promoted, discarded = await self._settle_staging(now)
         self.promoted += promoted
         self.discarded += discarded
         self.purged += uploads
@@ -180,10 +183,11 @@ class Expiry:
         before = now - self.upload_ttl
         purged = 0
         for uuid in await self.metadata.transact(lambda txn: stale_uploads(txn, before)):
-            if self.writing(uuid):
+            # Bytes written since (by another process, whose row update may
+            # not be in yet) or a writer holding them keep the upload.
+            if self.writing(uuid) or not await self.blobs.delete_upload_older_than(uuid, before):
                 continue
             if await self.metadata.transact(lambda txn, u=uuid: forget_upload(txn, u, before)):
-                await self.blobs.delete_upload(uuid)
                 purged += 1
         # Bytes whose session row never committed (a crash at its creation).
         stray = [uuid for uuid, _, written in await self.blobs.stored_uploads() if written < before]

@@ -12,8 +12,9 @@ period. Collection runs while the registry serves; what keeps it safe:
   blob then left the repository and was collected) finds it missing at its
   tag write, answers 400 MANIFEST_BLOB_UNKNOWN, and the client's retry
   uploads it again. A tag never points at a manifest whose blobs are gone.
-- Bytes whose rows a crash already removed are found by a sweep of the blob
-  store and removed too, with the same age rule.
+- Bytes whose rows a crash already removed (a collection killed between its
+  row and file deletions) are found by a sweep of the blob store and removed
+  too, by the same grace period: the next run cleans up after a killed one.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ _log = Logger()
 #: Rows looked at and deleted per transaction, so no transaction runs long.
 BATCH = 500
 
-#: Blob files without metadata are this old at least before they go, whatever
-#: the grace period: a blob being committed has its file a moment before its
-#: row, and a crash's leftovers can wait.
-STRAY_MIN_AGE = 300.0
+#: Blob files without metadata are this old at least before they go, even with
+#: a shorter grace period: a blob being committed has its file before its row,
+#: for as long as its metadata transaction takes, and a transaction is cut off
+#: well before this (PostgreSQL's after 30 s).
+STRAY_MIN_AGE = 60.0
 
 _UNREFERENCED = (
     "created < ? "
@@ -146,7 +148,9 @@ class GarbageCollector:
         before = started - self.grace
         manifests, manifest_bytes = await self._collect_table("manifests", before, dry_run)
         blobs, blob_bytes = await self._collect_table("blobs", before, dry_run)
-        stray = await self._sweep_stray_files(min(before, started - STRAY_MIN_AGE), dry_run)
+        stray = await self._sweep_stray_files(
+            started - max(self.grace, STRAY_MIN_AGE), dry_run
+        )
         return CollectionReport(
             started=started,
             duration=self.clock.seconds() - started,

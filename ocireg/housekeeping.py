@@ -48,8 +48,11 @@ class Housekeeping:
         )
 
     async def run(self) -> None:
-        await self.expiry.run()
-        await self.collector.collect()
+        try:
+            await self.expiry.run()
+        finally:
+            # Even after a failed expiry: on a full disk, collecting may be what frees room.
+            await self.collector.collect()
 
     def figures(self) -> list[tuple[str, str, float]]:
         """(name, help, value) of what housekeeping did since start, for /metrics."""

@@ -62,10 +62,24 @@ class IBlobStore(Interface):
         """A Deferred of the number of bytes an upload holds, or None."""
 
     def commit_upload(uuid: str, digest: object) -> object:
-        """Make an upload's bytes durable and the blob `digest`'s bytes."""
+        """Make an upload's bytes durable and the blob `digest`'s bytes.
+
+        A Deferred of True when they became the blob's bytes (the upload's are
+        gone), False when the blob was stored already (the upload's stay, for
+        `delete_upload` once the blob's metadata is committed).
+        """
+
+    def restore_upload(uuid: str, digest: object) -> object:
+        """Undo a `commit_upload` that was True: the bytes are the upload's again."""
 
     def delete_upload(uuid: str) -> object:
         """Remove an upload's bytes, if any."""
+
+    def delete_upload_older_than(uuid: str, before: float) -> object:
+        """Remove an upload's bytes unless written at or after `before` or being written.
+
+        A Deferred of whether they are gone (removed, or there were none).
+        """
 
     def missing_blobs(digests: object) -> object:
         """A Deferred of those of `digests` whose bytes are not stored."""

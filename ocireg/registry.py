@@ -7,7 +7,9 @@ blob store. Nothing here knows of HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import uuid as uuidlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -38,6 +40,7 @@ from ocireg.interfaces import (
 )
 from ocireg.manifest import Descriptor, Manifest, parse_manifest
 from ocireg.names import validate_name, validate_tag
+from ocireg.storage.space import FreeSpace
 
 _log = Logger()
 T = TypeVar("T")
@@ -78,9 +81,18 @@ class Registry:
     cache: ReadCache | None = None
     #: Upload sessions one client (see `uploads.client_key`) may have open; None: no cap.
     max_uploads_per_client: int | None = None
+    #: The data directory's free space: new upload bodies are refused below its reserve.
+    space: FreeSpace | None = None
+    #: Digests whose blob this process is committing right now, and how many times.
+    _committing: Counter = attrs.field(factory=Counter)
 
     def _now(self) -> float:
         return self.clock.seconds()
+
+    async def _make_room(self) -> None:
+        """STORAGE_FULL unless the data directory has room above its reserve."""
+        if self.space is not None:
+            await self.space.check()
 
     def is_writing(self, uuid: str) -> bool:
         """Is a request of this process writing to upload `uuid` right now?"""
@@ -167,6 +179,7 @@ class Registry:
     ) -> tuple[str, float]:
         """`start_upload`: the uuid, and when the session was recorded."""
         validate_name(name)
+        await self._make_room()
         uuid = uuid or str(uuidlib.uuid4())
         await self.blobs.create_upload(uuid)
         now = self._now()
@@ -224,10 +237,14 @@ class Registry:
 
         `start` (from Content-Range) must be the upload's current size, else
         RANGE_INVALID; the upload is then held by this writer until
-        `release_upload`.
+        `release_upload`. A body of `length` bytes (None: unknown) is refused
+        below the free space reserve; an empty one (the PUT that completes an
+        upload) is not, as it only needs the metadata room the reserve keeps.
         """
         validate_name(name)
         found = await self._find_upload(name, uuid)
+        if length != 0:
+            await self._make_room()
         return await self._open_upload_file(name, uuid, start, found.updated)
 
     async def _find_upload(self, name: str, uuid: str) -> uploads.Upload:
@@ -299,7 +316,9 @@ class Registry:
     ) -> tuple[Digest, int]:
         """Verify an upload against `digest` and make it a blob of `name`'s staging version.
 
-        On a mismatch the upload is cancelled and nothing becomes visible.
+        On a mismatch the upload is cancelled and nothing becomes visible. When
+        the blob's metadata cannot be committed (a full disk, a database
+        outage) the upload is left as it was, to be completed again.
         """
         try:
             try:
@@ -307,7 +326,13 @@ class Registry:
             except RegistryError:
                 await self._cancel(uuid, upload)
                 raise
-            actual = await upload.digest(expected.algorithm)
+            try:
+                actual = await upload.digest(expected.algorithm)
+            except BaseException:
+                # A write failed (a full disk): what was written stays, resumable.
+                with contextlib.suppress(Exception):  # the same failure, raised below
+                    await upload.close()
+                raise
             size = upload.size
             await upload.close()
             if actual != expected:
@@ -317,23 +342,76 @@ class Registry:
                     f"the upload's digest is {actual}, not {expected}",
                     {"expected": str(expected), "actual": str(actual)},
                 )
-            await self.blobs.commit_upload(uuid, expected)
-            now = self._now()
-
-            async def commit(txn) -> None:
-                await versions.stage_blob(txn, name, expected, size, now)
-                await uploads.delete_upload(txn, uuid)
-
-            await self.metadata.transact(commit)
+            key = str(expected)
+            self._committing[key] += 1
+            try:
+                await self._commit_blob(name, uuid, expected, size)
+            finally:
+                self._committing[key] -= 1
+                if not self._committing[key]:
+                    del self._committing[key]
             return expected, size
         finally:
             self._busy.pop(uuid, None)
 
+    async def _commit_blob(self, name: str, uuid: str, digest: Digest, size: int) -> None:
+        """Upload `uuid`'s bytes become blob `digest`, staged in `name`; or the upload stays."""
+        created = await self.blobs.commit_upload(uuid, digest)
+        now = self._now()
+
+        async def commit(txn) -> None:
+            await versions.stage_blob(txn, name, digest, size, now)
+            await uploads.delete_upload(txn, uuid)
+
+        try:
+            await self.metadata.transact(commit)
+        except BaseException:
+            if created:
+                await self._restore_upload(uuid, digest)
+            raise
+        if not created:
+            try:
+                await self.blobs.delete_upload(uuid)
+            except Exception:
+                # Committed all the same; the purge of abandoned uploads takes the bytes.
+                _log.failure("removing the bytes of completed upload {uuid}", uuid=uuid)
+
+    async def _restore_upload(self, uuid: str, digest: Digest) -> None:
+        """After a failed commit of blob `digest`: its bytes back to upload `uuid`, if it is open.
+
+        A commit whose outcome is unknown (a connection lost during COMMIT)
+        may have gone through: then the upload's row is gone and the blob's
+        bytes stay where its row says. Another completion of the same digest
+        in this process relies on the bytes too: they stay for it (this
+        upload is then lost, as a client's retry of it learns).
+        """
+        try:
+            still_open = await self.metadata.transact(
+                lambda txn: uploads.upload_exists(txn, uuid), readonly=True
+            )
+        except Exception:
+            still_open = True  # unknown: most likely rolled back, as the commit said
+        if not still_open or self._committing[str(digest)] > 1:
+            return
+        try:
+            await self.blobs.restore_upload(uuid, digest)
+        except Exception:
+            _log.failure("restoring upload {uuid} after its blob's commit failed", uuid=uuid)
+
     async def _cancel(self, uuid: str, upload: IUploadFile | None) -> None:
         if upload is not None:
             await upload.close()
-        await self.metadata.transact(lambda txn: uploads.delete_upload(txn, uuid))
+        # The bytes first: on a full disk, deleting the row needs the room they free.
         await self.blobs.delete_upload(uuid)
+        await self.metadata.transact(lambda txn: uploads.delete_upload(txn, uuid))
+
+    async def abandon_upload(self, uuid: str) -> None:
+        """Remove an upload whose client cannot resume it (a monolithic push that failed)."""
+        try:
+            await self._cancel(uuid, None)
+        except Exception:
+            # The purge of abandoned uploads takes it later.
+            _log.failure("removing failed monolithic upload {uuid}", uuid=uuid)
 
     async def cancel_upload(self, name: str, uuid: str) -> None:
         validate_name(name)

@@ -39,6 +39,7 @@ from ocireg.metrics import MeasuredMetadataStore, RegistryMetrics
 from ocireg.registry import Registry
 from ocireg.requestlog import RequestLog
 from ocireg.storage.filesystem import FilesystemBlobStore
+from ocireg.storage.space import FreeSpace
 from ocireg.workers import Lifeline, Listener, WorkerPool, adopt
 
 _log = Logger()
@@ -102,7 +103,7 @@ def _admin_resources(
     registry: Registry, metrics: RegistryMetrics, blob_pool: ThreadPool, config: Config,
     reactor, stopping,
 ) -> dict[bytes, IResource]:
-    """`/healthz`, `/readyz` (probing both stores) and `/metrics`."""
+    """`/healthz`, `/readyz` (probing both stores and the free space) and `/metrics`."""
 
     async def metadata_answers() -> None:
         await registry.metadata.transact(lambda txn: txn.execute("SELECT 1"))
@@ -112,10 +113,16 @@ def _admin_resources(
         # hang too, so off the reactor thread.
         return deferToThreadPool(reactor, blob_pool, _check_directory, config.data_dir)
 
-    health = HealthAPI(
-        {"metadata": metadata_answers, "blobs": blob_store_answers}, reactor, stopping
-    ).resource()
-    return {b"healthz": health, b"readyz": health, b"metrics": MetricsAPI(metrics).resource()}
+    probes = {"metadata": metadata_answers, "blobs": blob_store_answers}
+    refresh = None
+    if registry.space is not None:
+        probes["free_space"] = registry.space.probe
+        refresh = registry.space.usage
+    health = HealthAPI(probes, reactor, stopping).resource()
+    return {
+        b"healthz": health, b"readyz": health,
+        b"metrics": MetricsAPI(metrics, refresh).resource(),
+    }
 
 
 def _check_directory(path: str) -> None:
@@ -169,9 +176,10 @@ async def open_registry(
     blob_pool.start()
     try:
         try:
-            blobs = FilesystemBlobStore(config.data_dir, reactor, blob_pool)
+            blobs = FilesystemBlobStore(config.data_dir, reactor, blob_pool, config.reserve)
         except OSError as e:
             raise ConfigError(f"setting 'data_dir': {e}") from None
+        space = FreeSpace(config.data_dir, config.reserve, reactor, reactor, blob_pool)
         metadata: IMetadataStore
         cache: ReadCache
         if config.database:
@@ -204,7 +212,7 @@ async def open_registry(
         held.release()
         raise
     registry = Registry(
-        metadata, blobs, reactor, cache=cache,
+        metadata, blobs, reactor, cache=cache, space=space,
         max_uploads_per_client=config.max_uploads_per_client,
     )
     return registry, blob_pool, held
@@ -263,6 +271,8 @@ class RegistryService(MultiService):
             self._config.upload_ttl,
         )
         self.metrics.add_collector(self.housekeeping.figures)
+        if self._registry.space is not None:
+            self.metrics.add_collector(self._registry.space.figures)
         admin = _admin_resources(
             self._registry, self.metrics, self._blob_pool, self._config, self._reactor,
             lambda: self._stopping,

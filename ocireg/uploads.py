@@ -94,6 +94,10 @@ async def find_upload(txn: ITransaction, repository: str, uuid: str) -> Upload:
     return Upload(*rows[0])
 
 
+async def upload_exists(txn: ITransaction, uuid: str) -> bool:
+    return bool(await txn.execute("SELECT 1 FROM uploads WHERE uuid = ?", (uuid,)))
+
+
 async def touch_upload(txn: ITransaction, uuid: str, now: float) -> None:
     await txn.execute("UPDATE uploads SET updated = ? WHERE uuid = ?", (now, uuid))
 

@@ -35,6 +35,10 @@ def test_command_line_overrides_the_file(tmp_path):
         ("data_dir = 3\n", "data_dir"),
         ("listen = [\n", "not valid TOML"),
         ("stale_cache_max_age = -1\n", "stale_cache_max_age"),
+        ("min_free_space = 'lots'\n", "min_free_space"),
+        ("min_free_space = '100%'\n", "min_free_space"),
+        ("min_free_space = -1\n", "min_free_space"),
+        ("min_free_space = 1.5\n", "min_free_space"),
     ],
 )
 def test_bad_file_is_refused_with_the_setting_named(tmp_path, text, message):
@@ -57,3 +61,13 @@ def test_every_setting_is_documented_in_the_example_file_and_the_readme():
     for setting in (a.name for a in attrs.fields(Config)):
         assert f"\n{setting} = " in example, setting
         assert f"``{setting}``" in readme, setting
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [("256MiB", 256 * 1024**2), ("2 GB", 2 * 1000**3), ("5%", 5 * 1024**3), (0, 0),
+     (1048576, 1048576)],
+)
+def test_min_free_space_is_a_size_or_a_share_of_the_file_system(value, kept):
+    # On a 100 GiB file system.
+    assert Config(min_free_space=value).reserve.of(100 * 1024**3) == kept

@@ -135,7 +135,7 @@ def test_ready_is_sent_only_once_the_port_serves_and_stopping_on_sigterm(
         # No retry: when READY arrives the port already listens and the store is open.
         status, body = _get(f"http://127.0.0.1:{port}/readyz")
         assert status == 200, body
-        assert json.loads(body)["checks"] == {"metadata": "ok", "blobs": "ok"}
+        assert json.loads(body)["checks"] == {"metadata": "ok", "blobs": "ok", "free_space": "ok"}
 
         process.send_signal(signal.SIGTERM)
         stopping = notify_socket.receive_until("STOPPING")

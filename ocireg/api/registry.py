@@ -197,7 +197,13 @@ class RegistryAPI:
             digest = _arg(request, "digest")
             assert digest is not None
             uuid, upload = await body.result()
-            parsed, _ = await self._registry.complete_upload(name, uuid, digest, upload)
+            try:
+                parsed, _ = await self._registry.complete_upload(name, uuid, digest, upload)
+            except BaseException:
+                # The client was never told where this upload is: it cannot resume it,
+                # and on a full disk its bytes are the room others need.
+                await self._registry.abandon_upload(uuid)
+                raise
             return self._blob_created(request, name, parsed)
         uuid = await self._registry.start_upload(
             name, await self._access.new_upload_id(request),

@@ -258,9 +258,7 @@ class UploadBody:
 
         The Deferred fires once it is kept (a stop waits for it before closing the stores).
         """
-        return Deferred.fromCoroutine(self._keep_received()).addErrback(
-            lambda f: _log.failure("keeping a cut-off upload's bytes", f)
-        )
+        return Deferred.fromCoroutine(self._keep_received()).addErrback(_keeping_failed)
 
     async def _keep_received(self) -> None:
         await self._when_opened()
@@ -268,6 +266,14 @@ class UploadBody:
             size = await self._release(self._uuid, self._upload)
             _log.info("upload {uuid} cut off by the client at {size} bytes", uuid=self._uuid,
                       size=size)
+
+
+def _keeping_failed(failure) -> None:
+    if failure.check(RegistryError):
+        # Said already where it arose (a full disk is logged as a warning).
+        _log.info("a cut-off upload's last bytes were lost: {error}", error=failure.value)
+    else:
+        _log.failure("keeping a cut-off upload's bytes", failure)
 
 
 class RefusedBody(BufferedBody):

@@ -36,14 +36,20 @@ from typing import TypeVar
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from ocireg.db.migrations import migrate
+from ocireg.errors import STORAGE_FULL, RegistryError
 from ocireg.interfaces import IMetadataStore, ITransaction
 
 T = TypeVar("T")
+_log = Logger()
+
+#: SQLite's primary result code for "database or disk is full".
+_SQLITE_FULL = 13
 
 #: Most transactions committed together (see `_interact_group`).
 _GROUP = 64
@@ -157,6 +163,16 @@ class SQLiteMetadataStore:
             if changed:
                 for callback in self._on_change:
                     callback()
+        if any(not ok and _disk_full(result) for ok, result in outcomes):
+            _log.warn("the metadata database {path} could not be written: its disk is full",
+                      path=self._path)
+            full = Failure(RegistryError(
+                STORAGE_FULL, "the registry is out of storage space for its metadata"
+            ))
+            outcomes = [
+                (False, full) if not ok and _disk_full(result) else (ok, result)
+                for ok, result in outcomes
+            ]
         for (ok, result), d in zip(outcomes, waiting, strict=True):
             if ok:
                 d.callback(result)
@@ -259,6 +275,13 @@ class SQLiteMetadataStore:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _disk_full(failure: object) -> bool:
+    error = failure.value if isinstance(failure, Failure) else None
+    return isinstance(error, sqlite3.Error) and (
+        getattr(error, "sqlite_errorcode", 0) & 0xFF
+    ) == _SQLITE_FULL
 
 
 def _passing(f: Callable[[], object]) -> Callable[[T], T]:

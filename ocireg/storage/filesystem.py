@@ -4,6 +4,10 @@ Layout under the root: `blobs/<algorithm>/<first two hex>/<hex>` holds each
 blob, `uploads/<uuid>` each upload in progress. A blob appears by an atomic
 rename of its fsynced upload file, so a crash leaves either the whole blob or
 none of it.
+
+A full file system (ENOSPC, EDQUOT) fails an operation with STORAGE_FULL,
+which the client is told about, instead of an unexpected error; and upload
+writes stop short of the reserve `min_free_space` keeps (ocireg.storage.space).
 """
 
 from __future__ import annotations
@@ -20,13 +24,20 @@ from typing import BinaryIO
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadable import isInIOThread
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from ocireg.digest import Digest, Hasher, new_hasher
-from ocireg.errors import RegistryError
+from ocireg.errors import STORAGE_FULL, RegistryError
 from ocireg.interfaces import IBlobStore, IUploadFile, UploadInUse
+from ocireg.storage.space import Reserve, measure, refusal
+
+_log = Logger()
+
+#: What a write to a full file system fails with.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 #: The most bytes one write job hashes and writes at once.
 _WRITE_BATCH = 4 * 1024 * 1024
@@ -56,6 +67,17 @@ def _writeback_starter() -> Callable[[int, int, int], object]:
     return lambda fd, offset, length: function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
+def _space_checked(f: Callable, *args: object) -> object:
+    """`f(*args)`, with a full file system's OSError turned into STORAGE_FULL."""
+    try:
+        return f(*args)
+    except OSError as e:
+        if e.errno not in _NO_SPACE:
+            raise
+        _log.warn("the data directory is out of space: {error}", error=str(e))
+        raise RegistryError(STORAGE_FULL) from e
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -66,10 +88,17 @@ def _fsync_dir(path: str) -> None:
 
 @implementer(IBlobStore)
 class FilesystemBlobStore:
-    """Blobs and uploads as files under `root`; disk work runs on `threadpool`."""
+    """Blobs and uploads as files under `root`; disk work runs on `threadpool`.
 
-    def __init__(self, root: str, reactor: IReactorThreads, threadpool: ThreadPool) -> None:
+    Upload writes leave `reserve` free on the file system.
+    """
+
+    def __init__(
+        self, root: str, reactor: IReactorThreads, threadpool: ThreadPool,
+        reserve: Reserve | None = None,
+    ) -> None:
         self._root = root
+        self._reserve = reserve or Reserve()
         self._reactor = reactor
         self._pool = threadpool
         self._uploads = os.path.join(root, "uploads")
@@ -84,7 +113,17 @@ class FilesystemBlobStore:
         )
 
     def _run(self, f, *args) -> Deferred:
-        return deferToThreadPool(self._reactor, self._pool, f, *args)
+        return deferToThreadPool(self._reactor, self._pool, _space_checked, f, *args)
+
+    def make_room(self, size: int) -> None:
+        """In a pool thread: raise STORAGE_FULL unless `size` more bytes leave the reserve free."""
+        if not self._reserve.bytes and not self._reserve.fraction:
+            return
+        usage = measure(self._root, self._reserve)
+        if usage.free - size < usage.reserve:
+            _log.warn("an upload stopped at the data directory's reserve: {state}",
+                      state=usage.describe())
+            raise refusal(usage)
 
     def _upload_path(self, uuid: str) -> str:
         return os.path.join(self._uploads, uuid)
@@ -144,7 +183,16 @@ class FilesystemBlobStore:
         source = self._upload_path(uuid)
         target = self.blob_path(digest)
 
-        def commit() -> None:
+        def commit() -> bool:
+            if os.path.exists(target):
+                # Stored already (same digest, same bytes): freshened, so that
+                # garbage collection spares it as it would a new file, and the
+                # upload left as it is until its metadata commits.
+                try:
+                    os.utime(target)
+                    return False
+                except FileNotFoundError:
+                    pass  # collected meanwhile: stored anew below
             fd = os.open(source, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -155,14 +203,50 @@ class FilesystemBlobStore:
             os.utime(source)
             parent = os.path.dirname(target)
             os.makedirs(parent, exist_ok=True)
-            os.replace(source, target)
+            os.rename(source, target)
             _fsync_dir(parent)
+            return True
 
         return self._run(commit)
+
+    def restore_upload(self, uuid: str, digest: Digest) -> Deferred:
+        source = self._upload_path(uuid)
+        target = self.blob_path(digest)
+
+        def restore() -> None:
+            # A rename takes no space: it works on the full disk that likely
+            # failed the metadata commit.
+            os.rename(target, source)
+            _fsync_dir(self._uploads)
+
+        return self._run(restore)
 
     def delete_upload(self, uuid: str) -> Deferred:
         self._hashes.pop(uuid, None)
         return self._run(_remove, self._upload_path(uuid))
+
+    def delete_upload_older_than(self, uuid: str, before: float) -> Deferred:
+        path = self._upload_path(uuid)
+
+        def delete() -> bool:
+            try:
+                f = open(path, "rb")
+            except FileNotFoundError:
+                return True
+            with f:
+                try:
+                    # Held while the file goes: a writer (of any process) that
+                    # opens it meanwhile finds it in use, never an unlinked file.
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                if os.fstat(f.fileno()).st_mtime >= before:
+                    return False
+                _remove(path)
+            return True
+
+        self._hashes.pop(uuid, None)
+        return self._run(delete)
 
     def blob_size(self, digest: Digest) -> Deferred:
         def size() -> int | None:
@@ -352,6 +436,7 @@ class UploadFile:
         d.addCallbacks(self._written, self._write_failed, callbackArgs=(batch_size,))
 
     def _write(self, batch: list[bytes], size: int) -> None:
+        self._store.make_room(size)
         offset = self._file.tell()
         for chunk in batch:
             self._hasher.update(chunk)
