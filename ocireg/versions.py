@@ -413,15 +413,25 @@ async def delete_blob(txn: ITransaction, name: str, digest: Digest, now: float) 
 
 
 async def _manifests_needing(
-    txn: ITransaction, repository_id: int, kind: str, digest: str
+    txn: ITransaction, repository_id: int, kind: str, digest: str, staged: bool = False
 ) -> list[str]:
-    """Manifests of the latest version that reference `digest` (of `kind`)."""
-    rows = await txn.execute(
-        "SELECT r.manifest FROM manifest_references r JOIN repository_content c "
-        "ON c.repository_id = ? AND c.kind = 'manifest' AND c.name = r.manifest "
-        "AND c.version_removed IS NULL WHERE r.kind = ? AND r.digest = ? ORDER BY r.manifest",
-        (repository_id, kind, digest),
-    )
+    """Manifests of the latest version (and with `staged`, of staging) that reference `digest`."""
+    if not staged:
+        rows = await txn.execute(
+            "SELECT r.manifest FROM manifest_references r JOIN repository_content c "
+            "ON c.repository_id = ? AND c.kind = 'manifest' AND c.name = r.manifest "
+            "AND c.version_removed IS NULL WHERE r.kind = ? AND r.digest = ? ORDER BY r.manifest",
+            (repository_id, kind, digest),
+        )
+    else:
+        rows = await txn.execute(
+            "SELECT r.manifest FROM manifest_references r WHERE r.kind = ? AND r.digest = ? "
+            "AND (EXISTS (SELECT 1 FROM repository_content c WHERE c.repository_id = ? "
+            "AND c.kind = 'manifest' AND c.name = r.manifest AND c.version_removed IS NULL) "
+            "OR EXISTS (SELECT 1 FROM staged_content s WHERE s.repository_id = ? "
+            "AND s.kind = 'manifest' AND s.digest = r.manifest)) ORDER BY r.manifest",
+            (kind, digest, repository_id, repository_id),
+        )
     return [r[0] for r in rows]
 
 
@@ -773,6 +783,16 @@ async def delete_manifest(txn: ITransaction, name: str, digest: str, now: float)
     if not in_staging and not in_current:
         raise RegistryError(MANIFEST_UNKNOWN, f"manifest {digest} is not in repository {name!r}",
                             {"digest": digest})
+    # A child that an index still needs stays: the index would point at nothing,
+    # in a version (unpullable) or in staging (dropped instead of promoted).
+    parents = await _manifests_needing(txn, repository.id, "manifest", digest, staged=True)
+    if parents:
+        raise RegistryError(
+            CONFLICT,
+            f"manifest {digest} is part of index {parents[0]} in repository {name!r}: "
+            "delete the index first",
+            {"digest": digest, "manifests": parents[:10]},
+        )
     await _unstage(txn, repository.id, "manifest", [digest])
     if not in_current:
         return None

@@ -393,3 +393,57 @@ async def test_delete_of_a_manifest_in_an_unknown_repository_is_404(server):
     response = await server.request("DELETE", "/v2/team/unknown/manifests/latest")
     error = await assert_oci_error(response, 404)
     assert error["code"] in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN")
+
+
+async def _push_index(server, name: str, reference: str | None):
+    children = [make_image(), make_image()]
+    for child in children:
+        await push_image(server, name, child, reference=None)
+    index = make_index(children)
+    response = await put_manifest(server, name, reference or index.digest, index.body,
+                                  index.media_type)
+    assert response.code == 201
+    return index, children
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_of_a_child_of_a_tagged_index_is_refused_naming_the_index(server):
+    index, children = await _push_index(server, "team/app", "multi")
+    before = await version_numbers(server, "team/app")
+    response = await server.request("DELETE", f"/v2/team/app/manifests/{children[0].digest}")
+    assert 400 <= response.code < 500
+    error = await assert_oci_error(response, response.code)
+    assert index.digest in error["message"]
+    assert await version_numbers(server, "team/app") == before
+    await assert_serves(server, "team/app", "multi", index)
+    for child in children:
+        await assert_serves(server, "team/app", child.digest, child)
+        for digest, data in child.blobs.items():
+            blob = await server.request("GET", f"/v2/team/app/blobs/{digest}")
+            assert await blob.content() == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_of_a_child_of_an_index_pushed_by_digest_is_refused(server):
+    index, children = await _push_index(server, "team/app", None)
+    response = await server.request("DELETE", f"/v2/team/app/manifests/{children[1].digest}")
+    assert 400 <= response.code < 500
+    error = await assert_oci_error(response, response.code)
+    assert index.digest in error["message"]
+    # The index is whole still: tagging it now works.
+    response = await put_manifest(server, "team/app", "multi", index.body, index.media_type)
+    assert response.code == 201
+    await assert_serves(server, "team/app", children[1].digest, children[1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_child_can_be_deleted_once_its_index_is_gone(server):
+    index, children = await _push_index(server, "team/app", "multi")
+    response = await server.request("DELETE", f"/v2/team/app/manifests/{index.digest}")
+    await response.content()
+    assert response.code == 202
+    response = await server.request("DELETE", f"/v2/team/app/manifests/{children[0].digest}")
+    await response.content()
+    assert response.code == 202
+    response = await server.request("GET", f"/v2/team/app/manifests/{children[0].digest}")
+    await assert_oci_error(response, 404, "MANIFEST_UNKNOWN")
