@@ -11,7 +11,8 @@ garbage with no grace period — and after every step checks that:
   manifests and blobs are in it, each blob's bytes are stored with the size
   every descriptor declares;
 - every tag of the latest version pulls byte-for-byte (manifests, children,
-  blobs, and HEAD agrees with GET);
+  blobs, and HEAD agrees with GET), also after a blob's bytes vanished from
+  the store (HEAD and GET then say 404) and a push uploaded it again;
 - a refused request (any 4xx) makes no version.
 
 The steps go through the registry's and the management API's operations (the
@@ -52,7 +53,7 @@ _names = itertools.count()
 
 OPERATIONS = (
     "push_image", "push_index", "push_lying", "delete_tag", "delete_manifest", "delete_blob",
-    "move_tag", "rollback", "fold", "expire", "collect",
+    "move_tag", "rollback", "fold", "expire", "collect", "vanish",
 )
 
 
@@ -117,8 +118,8 @@ class World:
 
     # Pushing, as a client does
 
-    async def _push_blobs(self, image: Image) -> None:
-        for digest, data in image.blobs.items():
+    async def _push_blobs(self, blobs: dict[str, bytes]) -> None:
+        for digest, data in blobs.items():
             self.truth[digest] = data
             uuid = await self.registry.start_upload(self.name)
             upload = await self.registry.open_upload(self.name, uuid, 0, None)
@@ -129,7 +130,7 @@ class World:
         """Push `image` whole (children first, by digest), under `reference` or its digest."""
         for child in getattr(image, "children", ()):
             await self._push(child, None)
-        await self._push_blobs(image)
+        await self._push_blobs(image.blobs)
         self.truth[image.digest] = image.body
         await self.registry.put_manifest(self.name, reference or image.digest, image.body,
                                          image.media_type)
@@ -166,8 +167,10 @@ class World:
         await self._push(index, self._reference())
 
     async def push_lying(self) -> None:
-        """A manifest declaring a wrong layer size: refused, whatever else is there."""
+        """A manifest declaring a wrong layer size, or an index of one: refused."""
         image = _image(self._layers(), lie=True)
+        if self.draw(st.booleans(), "in an index"):
+            image = _index([image])
         try:
             await self._push(image, self.draw(st.sampled_from(TAGS), "tag"))
         except RegistryError as e:
@@ -180,6 +183,22 @@ class World:
         if known:
             await self._push(self.draw(st.sampled_from(known), "manifest"),
                              self.draw(st.sampled_from(TAGS), "tag"))
+
+    async def vanish(self) -> None:
+        """A blob's bytes vanish from the store: HEAD and GET say 404, and a push heals it."""
+        blobs = sorted((await self.registry.version_content(self.name))["blob"])
+        if not blobs:
+            return
+        digest = self.draw(st.sampled_from(blobs), "blob")
+        os.remove(self.registry.blobs.blob_path(Digest.parse(digest)))
+        for read in (self.registry.blob_size, self.registry.open_blob):
+            try:
+                await read(self.name, digest)
+            except RegistryError as e:
+                assert e.code.name == "BLOB_UNKNOWN", e
+            else:
+                raise AssertionError(f"{read.__name__} claims {digest}, whose bytes are gone")
+        await self._push_blobs({digest: self.truth[digest]})
 
     # Deleting
 
