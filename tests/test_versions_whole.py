@@ -13,7 +13,8 @@ garbage with no grace period — and after every step checks that:
 - every tag of the latest version pulls byte-for-byte (manifests, children,
   blobs, and HEAD agrees with GET), also after a blob's bytes vanished from
   the store (HEAD and GET then say 404) and a push uploaded it again;
-- a refused request (any 4xx) makes no version.
+- a refused request (any 4xx) makes no version;
+- no reason names a version that is gone without saying so.
 
 The steps go through the registry's and the management API's operations (the
 same calls the HTTP layer makes) on an in-process server, one per test with a
@@ -25,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 
 import pytest
 import pytest_twisted
@@ -267,6 +269,10 @@ class World:
             self.seen[number] = content
             await self._check_whole(number, content)
         await self._check_pulls(contents[numbers[-1]]["tag"])
+        for version in await self.registry.versions(self.name):
+            for mention in re.finditer(r"rollback to (\d+)(?![\d ]*\(deleted since\))",
+                                       version.reason):
+                assert int(mention[1]) in numbers, f"{version.reason!r}: no such version"
 
     async def _check_whole(self, number: int, content: dict[str, dict[str, str]]) -> None:
         where = f"version {number} of {self.name}"
