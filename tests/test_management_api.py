@@ -8,7 +8,7 @@ import json
 
 import pytest_twisted
 
-from tests.api_helpers import assert_oci_error, make_image, push_blob, push_image
+from tests.api_helpers import assert_oci_error, make_image, make_index, push_blob, push_image
 
 
 async def call(server, method: str, path: str, body: object = None) -> tuple[int, object]:
@@ -246,6 +246,23 @@ async def test_modify_removing_a_manifest_takes_its_tags_and_unshared_blobs(serv
     content = await ok(server, "GET", "/repositories/team/app/versions/5/content")
     assert content["tags"] == {"2.0": second.digest, "latest": second.digest}
     assert content["blobs"] == sorted(second.blobs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_modify_refuses_to_remove_a_child_its_index_needs_naming_the_index(server):
+    children = [make_image(), make_image()]
+    for child in children:
+        await push_image(server, "team/app", child, reference=None)
+    index = make_index(children)
+    await push_image(server, "team/app", index, "multi")
+    before = (await ok(server, "GET", "/repositories/team/app/versions/"))["versions"]
+    failure = await error(server, "POST", "/repositories/team/app/modify",
+                          {"remove_manifests": [children[0].digest]}, 409)
+    assert index.digest in failure["message"]
+    assert (await ok(server, "GET", "/repositories/team/app/versions/"))["versions"] == before
+    # With its index, it goes.
+    await ok(server, "POST", "/repositories/team/app/modify",
+             {"remove_manifests": [children[0].digest, index.digest]}, 201)
 
 
 @pytest_twisted.ensureDeferred
