@@ -458,15 +458,72 @@ async def _pinned_to(txn: ITransaction, repository: Repository, number: int) -> 
     return [r[0] for r in rows]
 
 
+#: What a version's reason gains when deleted versions fold into it: their
+#: own reasons, in order, "N: reason" each (see `_folded_reason`).
+_FOLDED = " (with deleted version"
+_FOLDED_SEPARATOR = " | "
+#: The most folded reasons a reason keeps word for word; older ones shrink to
+#: their versions' numbers, so that retention, which folds a version at every
+#: push, does not grow one reason without bound.
+_FOLDED_SHOWN = 5
+
+
+def _split_reason(reason: str) -> tuple[str, list[str]]:
+    """A reason's own part, and the "N: reason" (or "N-M") entries of what folded into it."""
+    at = reason.find(_FOLDED)
+    if at < 0 or not reason.endswith(")"):
+        return reason, []
+    entries = reason[at + len(_FOLDED) : -1].removeprefix("s").strip()
+    return reason[:at], entries.split(_FOLDED_SEPARATOR)
+
+
+def _folded_reason(following: str, number: int, folded: str) -> str:
+    """The reason of the version that version `number` (reason `folded`) folds into.
+
+    The versions folded into one are always a run of consecutive numbers (the
+    deleted ones since the previous remaining version), oldest first.
+    """
+    own, later = _split_reason(following)
+    folded_own, earlier = _split_reason(folded)
+    entries = [*earlier, f"{number}: {folded_own}", *later]
+    if len(entries) > _FOLDED_SHOWN:
+        hidden = entries[: len(entries) - _FOLDED_SHOWN + 1]
+        first = hidden[0].split(":", 1)[0].split("-")[0]
+        last = hidden[-1].split(":", 1)[0].split("-")[-1]
+        entries = [f"{first}-{last}", *entries[len(hidden) :]]
+    plural = "s" if len(entries) > 1 or "-" in entries[0].split(":", 1)[0] else ""
+    return f"{own}{_FOLDED}{plural} {_FOLDED_SEPARATOR.join(entries)})"
+
+
+#: Reasons that name another version of their repository by number.
+_NAMING_VERSION = ("rollback to {n}", "from this repository version {n}")
+_DELETED_SINCE = " (deleted since)"
+
+
+def _mark_deleted(reason: str, number: int) -> str:
+    """`reason` with each mention of version `number` marked as deleted since."""
+    for pattern in _NAMING_VERSION:
+        mention = pattern.format(n=number)
+        at = 0
+        while (at := reason.find(mention, at)) >= 0:
+            end = at + len(mention)
+            if reason[end : end + 1].isdigit() or reason.startswith(_DELETED_SINCE, end):
+                at = end
+                continue
+            reason = reason[:end] + _DELETED_SINCE + reason[end:]
+            at = end + len(_DELETED_SINCE)
+    return reason
+
+
 async def _fold(txn: ITransaction, repository: Repository, number: int) -> None:
-    """Delete version `number` (neither 0 nor the latest), its changes folded into the next."""
-    rows = await txn.execute(
-        "SELECT min(number) FROM repository_versions WHERE repository_id = ? AND number > ?",
-        (repository.id, number),
-    )
-    following = rows[0][0]
-    base = await txn.execute(
-        "SELECT base_version FROM repository_versions WHERE repository_id = ? AND number = ?",
+    """Delete version `number` (neither 0 nor the latest), its changes folded into the next.
+
+    The next version's reason gains the deleted one's; reasons that name
+    version `number` say it is deleted since.
+    """
+    (_, base, reason), (following, _, following_reason) = await txn.execute(
+        "SELECT number, base_version, reason FROM repository_versions WHERE repository_id = ? "
+        "AND number >= ? ORDER BY number LIMIT 2",
         (repository.id, number),
     )
     # Added here and removed by the next: in no remaining version.
@@ -488,12 +545,26 @@ async def _fold(txn: ITransaction, repository: Repository, number: int) -> None:
     await txn.execute(
         "UPDATE repository_versions SET base_version = ? WHERE repository_id = ? "
         "AND base_version = ?",
-        (base[0][0], repository.id, number),
+        (base, repository.id, number),
     )
     await txn.execute(
         "DELETE FROM repository_versions WHERE repository_id = ? AND number = ?",
         (repository.id, number),
     )
+    reasons = {following: _folded_reason(following_reason, number, reason)}
+    naming = await txn.execute(
+        "SELECT number, reason FROM repository_versions WHERE repository_id = ? "
+        f"AND number > ? AND ({' OR '.join(['reason LIKE ?'] * len(_NAMING_VERSION))})",
+        (repository.id, number,
+         *(f"%{p.format(n=number)}%" for p in _NAMING_VERSION)),
+    )
+    for other, other_reason in naming:
+        reasons[other] = _mark_deleted(reasons.get(other, other_reason), number)
+    for other, new_reason in sorted(reasons.items()):
+        await txn.execute(
+            "UPDATE repository_versions SET reason = ? WHERE repository_id = ? AND number = ?",
+            (new_reason, repository.id, other),
+        )
 
 
 async def delete_version(txn: ITransaction, name: str, number: int) -> None:

@@ -74,6 +74,9 @@ class Manifest:
     #: What the referrers API reports: `artifactType`, else the config's type.
     artifact_type: str | None
     annotations: dict[str, str] | None = attrs.field(eq=False, hash=False)
+    #: (digest, declared size) of each descriptor behind `blobs` and `manifests`:
+    #: a promotion holds them against what is stored.
+    sizes: tuple[tuple[Digest, int], ...] = ()
 
     @property
     def size(self) -> int:
@@ -163,6 +166,7 @@ def parse_manifest(body: bytes, content_type: str = "") -> Manifest:
 
     blobs: list[Digest] = []
     children: list[Digest] = []
+    sizes: list[tuple[Digest, int]] = []
     artifact_type = document.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid("artifactType must be a string")
@@ -175,11 +179,13 @@ def parse_manifest(body: bytes, content_type: str = "") -> Manifest:
         if not isinstance(layers, list):
             raise _invalid("layers must be a list")
         blobs.append(config.digest)
+        sizes.append((config.digest, config.size))
         for i, layer in enumerate(layers):
             descriptor = _descriptor(layer, f"layers[{i}]")
             if descriptor.media_type in _NON_DISTRIBUTABLE:
                 continue
             blobs.append(descriptor.digest)
+            sizes.append((descriptor.digest, descriptor.size))
         if artifact_type is None and config.media_type != OCI_EMPTY:
             artifact_type = config.media_type
     else:
@@ -189,7 +195,9 @@ def parse_manifest(body: bytes, content_type: str = "") -> Manifest:
         if not isinstance(entries, list):
             raise _invalid("manifests must be a list")
         for i, entry in enumerate(entries):
-            children.append(_descriptor(entry, f"manifests[{i}]").digest)
+            descriptor = _descriptor(entry, f"manifests[{i}]")
+            children.append(descriptor.digest)
+            sizes.append((descriptor.digest, descriptor.size))
 
     subject = None
     if document.get("subject") is not None:
@@ -210,4 +218,5 @@ def parse_manifest(body: bytes, content_type: str = "") -> Manifest:
         subject=subject,
         artifact_type=artifact_type,
         annotations=annotations,
+        sizes=tuple(dict.fromkeys(sizes)),
     )

@@ -127,7 +127,9 @@ class Registry:
         cache.put(key, value, size(value), generation)
         return value
 
-    async def blob_size(self, name: str, digest: str) -> tuple[Digest, int]:
+    async def _blob_record(self, name: str, digest: str) -> tuple[Digest, int]:
+        """The digest and recorded size of a blob `name` holds, else BLOB_UNKNOWN."""
+
         async def read() -> tuple[Digest, int]:
             validate_name(name)
             parsed = Digest.parse(digest)
@@ -142,16 +144,50 @@ class Registry:
 
         return await self._remembered(("blob", name, digest), read, lambda _: 200)
 
+    async def blob_size(self, name: str, digest: str) -> tuple[Digest, int]:
+        """The digest and size of a blob `name` holds, as a HEAD answers: its bytes included.
+
+        The record may be remembered; the bytes are looked at every time, so
+        that HEAD agrees with GET once they are gone.
+        """
+        parsed, size = await self._blob_record(name, digest)
+        if await self.blobs.blob_size(parsed) is None:
+            raise await self._bytes_gone(parsed)
+        return parsed, size
+
     async def open_blob(self, name: str, digest: str):
         """The size of a blob `name` holds, and a file to read it from."""
-        parsed, size = await self.blob_size(name, digest)
+        parsed, size = await self._blob_record(name, digest)
         f = await self.blobs.open_blob(parsed)
         if f is None:
-            _log.error("blob {digest} is recorded but its bytes are missing", digest=digest)
-            raise RegistryError(
-                BLOB_UNKNOWN, f"the bytes of blob {digest} are missing", {"digest": digest}
-            )
+            raise await self._bytes_gone(parsed)
         return parsed, size, f
+
+    async def _bytes_gone(self, digest: Digest) -> RegistryError:
+        """Forget blob `digest`, recorded but without bytes; the BLOB_UNKNOWN to answer.
+
+        A client told 404 uploads it again, which heals the store; while the
+        record stayed, HEAD would tell a push to skip the upload.
+        """
+        _log.error("blob {digest} is recorded but its bytes are missing", digest=str(digest))
+        await self._forget_gone([digest])
+        return RegistryError(
+            BLOB_UNKNOWN, f"the bytes of blob {digest} are missing", {"digest": str(digest)}
+        )
+
+    async def _forget_gone(self, digests: list[Digest]) -> None:
+        """Drop the records of `digests` whose bytes are still missing, looked at once more.
+
+        Looked at in the transaction: a blob uploaded again since the first look
+        keeps its record.
+        """
+
+        async def forget(txn: ITransaction) -> None:
+            gone = await self.blobs.missing_blobs(digests)
+            if gone:
+                await versions.forget_blobs(txn, gone)
+
+        await self.metadata.transact(forget)
 
     async def delete_blob(self, name: str, digest: str) -> None:
         validate_name(name)
@@ -475,7 +511,7 @@ class Registry:
                 gone = e.digests
                 _log.error("blobs {digests} are recorded but their bytes are gone",
                            digests=[str(d) for d in gone])
-                await self.metadata.transact(lambda txn: versions.forget_blobs(txn, gone))
+                await self._forget_gone(gone)
                 raise
         return PushedManifest(manifest.digest, manifest.subject)
 

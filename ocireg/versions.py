@@ -22,10 +22,11 @@ from ocireg.errors import (
     MANIFEST_BLOB_UNKNOWN,
     MANIFEST_UNKNOWN,
     NAME_UNKNOWN,
+    SIZE_INVALID,
     RegistryError,
 )
 from ocireg.interfaces import IBlobStore, ITransaction
-from ocireg.manifest import Descriptor, Manifest
+from ocireg.manifest import Descriptor, Manifest, parse_manifest
 
 #: Most parameters one statement binds; SQLite's floor is 999.
 _BATCH = 500
@@ -413,15 +414,25 @@ async def delete_blob(txn: ITransaction, name: str, digest: Digest, now: float) 
 
 
 async def _manifests_needing(
-    txn: ITransaction, repository_id: int, kind: str, digest: str
+    txn: ITransaction, repository_id: int, kind: str, digest: str, staged: bool = False
 ) -> list[str]:
-    """Manifests of the latest version that reference `digest` (of `kind`)."""
-    rows = await txn.execute(
-        "SELECT r.manifest FROM manifest_references r JOIN repository_content c "
-        "ON c.repository_id = ? AND c.kind = 'manifest' AND c.name = r.manifest "
-        "AND c.version_removed IS NULL WHERE r.kind = ? AND r.digest = ? ORDER BY r.manifest",
-        (repository_id, kind, digest),
-    )
+    """Manifests of the latest version (and with `staged`, of staging) that reference `digest`."""
+    if not staged:
+        rows = await txn.execute(
+            "SELECT r.manifest FROM manifest_references r JOIN repository_content c "
+            "ON c.repository_id = ? AND c.kind = 'manifest' AND c.name = r.manifest "
+            "AND c.version_removed IS NULL WHERE r.kind = ? AND r.digest = ? ORDER BY r.manifest",
+            (repository_id, kind, digest),
+        )
+    else:
+        rows = await txn.execute(
+            "SELECT r.manifest FROM manifest_references r WHERE r.kind = ? AND r.digest = ? "
+            "AND (EXISTS (SELECT 1 FROM repository_content c WHERE c.repository_id = ? "
+            "AND c.kind = 'manifest' AND c.name = r.manifest AND c.version_removed IS NULL) "
+            "OR EXISTS (SELECT 1 FROM staged_content s WHERE s.repository_id = ? "
+            "AND s.kind = 'manifest' AND s.digest = r.manifest)) ORDER BY r.manifest",
+            (kind, digest, repository_id, repository_id),
+        )
     return [r[0] for r in rows]
 
 
@@ -549,13 +560,19 @@ async def _closure(
 
     Child manifests and blobs count as present when the latest version or the
     staging version holds them and their metadata exists; anything else fails
-    the whole closure with MANIFEST_BLOB_UNKNOWN. One statement per level of
-    child manifests, then one for the blobs, the manifest itself and the tag:
-    on a networked database each statement is a round trip.
+    the whole closure with MANIFEST_BLOB_UNKNOWN. Every descriptor's size, the
+    manifest's and its children's, must be the stored size: SIZE_INVALID
+    otherwise, since a client checks the bytes it pulls against it. One
+    statement per level of child manifests, then one for the blobs, the
+    manifest itself and the tag: on a networked database each statement is a
+    round trip.
     """
     root = str(manifest.digest)
     manifests = {root}
     blobs = {str(d) for d in manifest.blobs}
+    #: (digest, declared size, the manifest declaring it), checked once all sizes are known.
+    declared = [(str(d), size, root) for d, size in manifest.sizes]
+    stored_sizes: dict[str, int] = {}
     current: set[tuple[str, str]] = set()
     staged: set[tuple[str, str]] = set()
     frontier = {str(d) for d in manifest.manifests}
@@ -566,13 +583,14 @@ async def _closure(
         present: set[str] = set()
         children: set[str] = set()
         for chunk in _chunks(sorted(frontier)):
+            # The bodies rather than manifest_references: a child pushed by digest
+            # was checked against nothing, and its descriptors' sizes are only there.
             rows = await txn.execute(
-                f"SELECT m.digest, {_held('manifest', 'm.digest')}, r.kind, r.digest "
-                "FROM manifests m LEFT JOIN manifest_references r ON r.manifest = m.digest "
-                f"WHERE m.digest IN ({_marks(len(chunk))})",
+                f"SELECT m.digest, {_held('manifest', 'm.digest')}, m.media_type, m.body "
+                f"FROM manifests m WHERE m.digest IN ({_marks(len(chunk))})",
                 (repository.id, repository.id, *chunk),
             )
-            for digest, in_current, in_staging, kind, target in rows:
+            for digest, in_current, in_staging, media_type, body in rows:
                 if not (in_current or in_staging):
                     continue
                 present.add(digest)
@@ -580,8 +598,11 @@ async def _closure(
                     current.add(("manifest", digest))
                 if in_staging:
                     staged.add(("manifest", digest))
-                if kind is not None:
-                    (blobs if kind == "blob" else children).add(target)
+                child = parse_manifest(bytes(body), media_type)
+                stored_sizes[digest] = child.size
+                blobs.update(str(d) for d in child.blobs)
+                children.update(str(d) for d in child.manifests)
+                declared += [(str(d), size, digest) for d, size in child.sizes]
         if present != frontier:
             missing = sorted(frontier - present)
             raise RegistryError(
@@ -600,24 +621,24 @@ async def _closure(
         params: list[object] = []
         if chunk:
             branches.append(
-                f"SELECT 'blob', b.digest, {_held('blob', 'b.digest')} FROM blobs b "
+                f"SELECT 'blob', b.digest, {_held('blob', 'b.digest')}, b.size FROM blobs b "
                 f"WHERE b.digest IN ({_marks(len(chunk))})"
             )
             params += [repository.id, repository.id, *chunk]
         if i == 0:
             branches.append(
-                f"SELECT 'manifest', m.digest, {_held('manifest', 'm.digest')} "
+                f"SELECT 'manifest', m.digest, {_held('manifest', 'm.digest')}, NULL "
                 "FROM manifests m WHERE m.digest = ?"
             )
             params += [repository.id, repository.id, root]
             if tag is not None:
                 branches.append(
-                    "SELECT 'tag', c.digest, TRUE, FALSE FROM repository_content c "
+                    "SELECT 'tag', c.digest, TRUE, FALSE, NULL FROM repository_content c "
                     "WHERE c.repository_id = ? AND c.kind = 'tag' AND c.name = ? "
                     "AND c.version_removed IS NULL"
                 )
                 params += [repository.id, tag]
-        for kind, digest, in_current, in_staging in await txn.execute(
+        for kind, digest, in_current, in_staging, size in await txn.execute(
             " UNION ALL ".join(branches), tuple(params)
         ):
             if kind == "tag":
@@ -627,6 +648,7 @@ async def _closure(
                 stored = True
             elif in_current or in_staging:
                 known.add(digest)
+                stored_sizes[digest] = size
             if in_current:
                 current.add((kind, digest))
             if in_staging:
@@ -638,6 +660,15 @@ async def _closure(
             f"blob {missing[0]} is not in repository {repository.name!r}: push it again",
             {"blobs": missing[:20]},
         )
+    for digest, size, parent in declared:
+        if stored_sizes[digest] != size:
+            raise RegistryError(
+                SIZE_INVALID,
+                f"manifest {parent} declares {digest} as {size} bytes, but it holds "
+                f"{stored_sizes[digest]}",
+                {"digest": digest, "manifest": parent, "declared": size,
+                 "size": stored_sizes[digest]},
+            )
     return _Closure(
         frozenset(manifests), frozenset(blobs), frozenset(current), frozenset(staged),
         stored, tagged,
@@ -773,6 +804,16 @@ async def delete_manifest(txn: ITransaction, name: str, digest: str, now: float)
     if not in_staging and not in_current:
         raise RegistryError(MANIFEST_UNKNOWN, f"manifest {digest} is not in repository {name!r}",
                             {"digest": digest})
+    # A child that an index still needs stays: the index would point at nothing,
+    # in a version (unpullable) or in staging (dropped instead of promoted).
+    parents = await _manifests_needing(txn, repository.id, "manifest", digest, staged=True)
+    if parents:
+        raise RegistryError(
+            CONFLICT,
+            f"manifest {digest} is part of index {parents[0]} in repository {name!r}: "
+            "delete the index first",
+            {"digest": digest, "manifests": parents[:10]},
+        )
     await _unstage(txn, repository.id, "manifest", [digest])
     if not in_current:
         return None

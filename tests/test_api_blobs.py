@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import pytest_twisted
 
+from ocireg.digest import Digest
 from tests.api_helpers import (
     API_VERSION,
     assert_oci_error,
@@ -240,3 +243,53 @@ async def test_blob_delete_with_an_invalid_digest_is_400_and_changes_nothing(ser
     response = await server.request("DELETE", "/v2/team/app/blobs/md5:" + "0" * 32)
     await assert_oci_error(response, 400, "DIGEST_INVALID")
     assert await version_numbers(server, "team/app") == before
+
+
+# Bytes gone from the blob store
+
+
+async def _blob_records(server, digest: str) -> int:
+    rows = await server.registry.metadata.transact(
+        lambda txn: txn.execute("SELECT count(*) FROM blobs WHERE digest = ?", (digest,))
+    )
+    return rows[0][0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_head_of_a_blob_whose_bytes_vanished_is_404_like_get_and_forgets_it(server):
+    image = make_image()
+    await push_image(server, "team/app", image, reference="v1")
+    layer = image.document["layers"][0]["digest"]
+    # Answered once, so that a remembered answer is there to go stale.
+    response = await server.request("HEAD", f"/v2/team/app/blobs/{layer}")
+    await response.content()
+    assert response.code == 200
+    os.remove(server.registry.blobs.blob_path(Digest.parse(layer)))
+
+    response = await server.request("HEAD", f"/v2/team/app/blobs/{layer}")
+    await response.content()
+    assert response.code == 404
+    assert await _blob_records(server, layer) == 0
+    response = await server.request("HEAD", f"/v2/team/app/blobs/{layer}")
+    await response.content()
+    assert response.code == 404
+    response = await server.request("GET", f"/v2/team/app/blobs/{layer}")
+    await assert_oci_error(response, 404, "BLOB_UNKNOWN")
+
+    # The client uploads it again, and the repository is whole once more.
+    await push_blob(server, "team/app", image.blobs[layer])
+    response = await server.request("HEAD", f"/v2/team/app/blobs/{layer}")
+    await response.content()
+    assert response.code == 200
+    response = await server.request("GET", f"/v2/team/app/blobs/{layer}")
+    assert await response.content() == image.blobs[layer]
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_of_a_blob_whose_bytes_vanished_forgets_it(server):
+    data = random_bytes(300)
+    digest = await push_blob(server, "team/app", data)
+    os.remove(server.registry.blobs.blob_path(Digest.parse(digest)))
+    response = await server.request("GET", f"/v2/team/app/blobs/{digest}")
+    await assert_oci_error(response, 404, "BLOB_UNKNOWN")
+    assert await _blob_records(server, digest) == 0

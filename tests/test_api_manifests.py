@@ -15,6 +15,7 @@ from tests.api_helpers import (
     OCI_INDEX,
     OCI_MANIFEST,
     ChunkedBody,
+    Image,
     assert_oci_error,
     content_length,
     digest_of,
@@ -393,3 +394,128 @@ async def test_delete_of_a_manifest_in_an_unknown_repository_is_404(server):
     response = await server.request("DELETE", "/v2/team/unknown/manifests/latest")
     error = await assert_oci_error(response, 404)
     assert error["code"] in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN")
+
+
+async def _push_index(server, name: str, reference: str | None):
+    children = [make_image(), make_image()]
+    for child in children:
+        await push_image(server, name, child, reference=None)
+    index = make_index(children)
+    response = await put_manifest(server, name, reference or index.digest, index.body,
+                                  index.media_type)
+    assert response.code == 201
+    return index, children
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_of_a_child_of_a_tagged_index_is_refused_naming_the_index(server):
+    index, children = await _push_index(server, "team/app", "multi")
+    before = await version_numbers(server, "team/app")
+    response = await server.request("DELETE", f"/v2/team/app/manifests/{children[0].digest}")
+    assert 400 <= response.code < 500
+    error = await assert_oci_error(response, response.code)
+    assert index.digest in error["message"]
+    assert await version_numbers(server, "team/app") == before
+    await assert_serves(server, "team/app", "multi", index)
+    for child in children:
+        await assert_serves(server, "team/app", child.digest, child)
+        for digest, data in child.blobs.items():
+            blob = await server.request("GET", f"/v2/team/app/blobs/{digest}")
+            assert await blob.content() == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_of_a_child_of_an_index_pushed_by_digest_is_refused(server):
+    index, children = await _push_index(server, "team/app", None)
+    response = await server.request("DELETE", f"/v2/team/app/manifests/{children[1].digest}")
+    assert 400 <= response.code < 500
+    error = await assert_oci_error(response, response.code)
+    assert index.digest in error["message"]
+    # The index is whole still: tagging it now works.
+    response = await put_manifest(server, "team/app", "multi", index.body, index.media_type)
+    assert response.code == 201
+    await assert_serves(server, "team/app", children[1].digest, children[1])
+
+
+@pytest_twisted.ensureDeferred
+async def test_child_can_be_deleted_once_its_index_is_gone(server):
+    index, children = await _push_index(server, "team/app", "multi")
+    response = await server.request("DELETE", f"/v2/team/app/manifests/{index.digest}")
+    await response.content()
+    assert response.code == 202
+    response = await server.request("DELETE", f"/v2/team/app/manifests/{children[0].digest}")
+    await response.content()
+    assert response.code == 202
+    response = await server.request("GET", f"/v2/team/app/manifests/{children[0].digest}")
+    await assert_oci_error(response, 404, "MANIFEST_UNKNOWN")
+
+
+# Declared sizes
+
+
+def _with_layer_size(image, size: int):
+    document = json.loads(json.dumps(image.document))
+    document["layers"][0]["size"] = size
+    return Image(document, image.blobs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_tag_write_of_a_manifest_declaring_a_wrong_layer_size_is_400_and_makes_no_version(
+    server,
+):
+    await push_image(server, "team/app", make_image(), reference="v0")
+    before = await version_numbers(server, "team/app")
+    image = make_image(layer_size=140)
+    lying = _with_layer_size(image, 999999)
+    for data in lying.blobs.values():
+        await push_blob(server, "team/app", data)
+    response = await server.request(
+        "PUT", "/v2/team/app/manifests/v1", data=lying.body,
+        headers={"Content-Type": lying.media_type},
+    )
+    error = await assert_oci_error(response, 400, "SIZE_INVALID")
+    layer = lying.document["layers"][0]["digest"]
+    assert layer in error["message"]
+    assert await version_numbers(server, "team/app") == before
+    response = await server.request("GET", "/v2/team/app/manifests/v1")
+    await assert_oci_error(response, 404, "MANIFEST_UNKNOWN")
+    # The same blobs under a truthful manifest go in.
+    response = await put_manifest(server, "team/app", "v1", image.body, image.media_type)
+    assert response.code == 201
+
+
+@pytest_twisted.ensureDeferred
+async def test_index_declaring_a_wrong_child_size_is_400_and_makes_no_version(server):
+    child = make_image()
+    await push_image(server, "team/app", child, reference=None)
+    before = await version_numbers(server, "team/app")
+    index = make_index([child])
+    document = json.loads(json.dumps(index.document))
+    document["manifests"][0]["size"] += 1
+    lying = Image(document, {})
+    response = await server.request(
+        "PUT", "/v2/team/app/manifests/multi", data=lying.body,
+        headers={"Content-Type": lying.media_type},
+    )
+    error = await assert_oci_error(response, 400, "SIZE_INVALID")
+    assert child.digest in error["message"]
+    assert await version_numbers(server, "team/app") == before
+
+
+@pytest_twisted.ensureDeferred
+async def test_index_whose_child_pushed_by_digest_declares_a_wrong_layer_size_is_400(server):
+    good = make_image()
+    await push_image(server, "team/app", good, reference=None)
+    lying = _with_layer_size(make_image(layer_size=140), 999999)
+    await push_image(server, "team/app", lying, reference=None)
+    before = await version_numbers(server, "team/app")
+    index = make_index([good, lying])
+    response = await server.request(
+        "PUT", "/v2/team/app/manifests/multi", data=index.body,
+        headers={"Content-Type": index.media_type},
+    )
+    error = await assert_oci_error(response, 400, "SIZE_INVALID")
+    assert lying.document["layers"][0]["digest"] in error["message"]
+    assert await version_numbers(server, "team/app") == before
+    response = await server.request("GET", "/v2/team/app/manifests/multi")
+    await assert_oci_error(response, 404, "MANIFEST_UNKNOWN")

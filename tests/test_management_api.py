@@ -8,7 +8,7 @@ import json
 
 import pytest_twisted
 
-from tests.api_helpers import assert_oci_error, make_image, push_blob, push_image
+from tests.api_helpers import assert_oci_error, make_image, make_index, push_blob, push_image
 
 
 async def call(server, method: str, path: str, body: object = None) -> tuple[int, object]:
@@ -249,6 +249,23 @@ async def test_modify_removing_a_manifest_takes_its_tags_and_unshared_blobs(serv
 
 
 @pytest_twisted.ensureDeferred
+async def test_modify_refuses_to_remove_a_child_its_index_needs_naming_the_index(server):
+    children = [make_image(), make_image()]
+    for child in children:
+        await push_image(server, "team/app", child, reference=None)
+    index = make_index(children)
+    await push_image(server, "team/app", index, "multi")
+    before = (await ok(server, "GET", "/repositories/team/app/versions/"))["versions"]
+    failure = await error(server, "POST", "/repositories/team/app/modify",
+                          {"remove_manifests": [children[0].digest]}, 409)
+    assert index.digest in failure["message"]
+    assert (await ok(server, "GET", "/repositories/team/app/versions/"))["versions"] == before
+    # With its index, it goes.
+    await ok(server, "POST", "/repositories/team/app/modify",
+             {"remove_manifests": [children[0].digest, index.digest]}, 201)
+
+
+@pytest_twisted.ensureDeferred
 async def test_deleting_a_version_folds_it_into_the_next_and_keeps_others_intact(server):
     await two_pushes(server)
     before = {
@@ -287,6 +304,51 @@ async def test_retain_versions_keeps_the_last_n_after_each_push(server):
     assert [v["number"] for v in versions] == [0, 4]
     await error(server, "PATCH", "/repositories/team/app", {"retain_versions": -1},
                 field="retain_versions")
+
+
+async def reasons(server, name="team/app") -> dict[int, str]:
+    versions = (await ok(server, "GET", f"/repositories/{name}/versions/"))["versions"]
+    return {v["number"]: v["reason"] for v in versions}
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_a_version_is_deleted_the_reasons_say_what_folded_in_and_what_is_gone(
+    server,
+):
+    image = make_image()
+    for tag in ("a", "b", "c"):
+        await push_image(server, "team/app", image, tag)
+    await ok(server, "POST", "/repositories/team/app/rollback", {"version": 2}, 201)
+    await ok(server, "POST", "/repositories/team/app/modify",
+             {"add_tags": {"d": "a"}, "source": {"version": 2}}, 201)
+    await push_image(server, "team/app", image, "e")
+    assert (await reasons(server))[4] == "rollback to 2"
+
+    await ok(server, "DELETE", "/repositories/team/app/versions/2", status=204)
+    await ok(server, "DELETE", "/repositories/team/app/versions/3", status=204)
+
+    assert await reasons(server) == {
+        0: "created",
+        1: "push tag a",
+        4: "rollback to 2 (deleted since) (with deleted versions 2: push tag b | "
+           "3: push tag c)",
+        5: "modify: add tag d from this repository version 2 (deleted since)",
+        6: "push tag e",
+    }
+
+
+@pytest_twisted.ensureDeferred
+async def test_retention_keeps_the_oldest_kept_reason_true_and_bounded(server):
+    image = make_image()
+    await ok(server, "POST", "/repositories/", {"name": "team/app", "retain_versions": 2}, 201)
+    for n in range(1, 11):
+        await push_image(server, "team/app", image, f"t{n}")
+    assert await reasons(server) == {
+        0: "created",
+        9: "push tag t9 (with deleted versions 1-4 | 5: push tag t5 | 6: push tag t6 | "
+           "7: push tag t7 | 8: push tag t8)",
+        10: "push tag t10",
+    }
 
 
 # Staging

@@ -178,3 +178,27 @@ def test_skopeo_delete_makes_tag_manifest_unknown(registry, skopeo, tmp_path):
     assert content == {
         "repository": "e2e/doomed", "version": 2, "tags": {}, "manifests": [], "blobs": []
     }
+
+
+def test_skopeo_delete_of_a_child_of_a_tagged_index_is_refused_and_the_index_still_copies(
+    registry, skopeo, tmp_path
+):
+    """A child of an index cannot be deleted by digest while the index needs it:
+    `skopeo copy --all` of the tag keeps working, and no version is made."""
+    layout = OCILayout(tmp_path / "layout")
+    index = layout.add_index("multi", architectures=("amd64", "arm64"))
+    ref = f"{registry.host}/e2e/keep:1"
+    assert skopeo.push(layout.ref("multi"), f"docker://{ref}", all=True) == index.digest
+    child = index.children[0]
+
+    with pytest.raises(ClientError) as excinfo:
+        skopeo.delete(f"docker://{registry.host}/e2e/keep@{child.digest}")
+    assert index.digest in excinfo.value.stderr, excinfo.value
+
+    pulled = skopeo.pull_oci(f"docker://{ref}", tmp_path / "pulled-all", all=True)
+    assert pulled.digest == index.digest
+    for each in index.children:
+        assert_served_built_image(
+            skopeo, f"{registry.host}/e2e/keep@{each.digest}", tmp_path, each
+        )
+    assert_versions(registry, "e2e/keep", ["push tag 1"])
