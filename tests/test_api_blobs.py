@@ -204,14 +204,15 @@ async def test_delete_of_a_blob_in_another_repository_is_404_and_keeps_it(server
 
 
 @pytest_twisted.ensureDeferred
-async def test_delete_of_a_blob_a_tagged_manifest_needs_is_refused_with_409(server):
+async def test_delete_of_a_blob_a_tagged_manifest_needs_is_refused_with_405(server):
     image = make_image(layers=1)
     await push_image(server, "team/app", image)
     before_versions = await version_numbers(server, "team/app")
     before = await latest(server, "team/app")
     layer = image.document["layers"][0]["digest"]
     response = await server.request("DELETE", f"/v2/team/app/blobs/{layer}")
-    await assert_oci_error(response, 409)
+    await assert_oci_error(response, 405, "UNSUPPORTED")
+    assert header(response, "Allow") == "GET, HEAD"
     assert await version_numbers(server, "team/app") == before_versions
     assert await latest(server, "team/app") == before
     get = await server.request("GET", f"/v2/team/app/blobs/{layer}")

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from ocireg.errors import RANGE_INVALID, RegistryError
+from ocireg.errors import RANGE_NOT_SATISFIABLE, RegistryError
 
 #: Bytes read from the file per write to the transport.
 CHUNK = 1024 * 1024
@@ -84,7 +84,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
 
 def _unsatisfiable(size: int) -> RegistryError:
     return RegistryError(
-        RANGE_INVALID,
+        RANGE_NOT_SATISFIABLE,
         f"requested range is not within the blob's {size} bytes",
         headers={"Content-Range": f"bytes */{size}"},
     )
