@@ -418,6 +418,17 @@ async def test_limits_and_version_numbers_take_only_ascii_digits_and_never_500(s
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_nul_in_a_query_parameter_is_400_naming_it(server):
+    # PostgreSQL keeps no NUL in text: these were a 500 there.
+    await two_pushes(server)
+    for path, field in (("/repositories/?prefix=a%00b", "prefix"),
+                        ("/repositories/?after=a%00b", "after"),
+                        ("/repositories/team/app/versions/4/content/tags?after=a%00b", "after"),
+                        ("/distributions/?after=a%00b", "after")):
+        await error(server, "GET", path, field=field)
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_catalog_lists_the_names_distributions_serve(server):
     await two_pushes(server)
     await ok(server, "POST", "/distributions/", {

@@ -41,7 +41,10 @@ SENDFILE_TURN = 16 * 1024 * 1024
 
 _log = Logger()
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: ASCII digits (RFC 9110's DIGIT), and no more than 19: a longer offset is past
+#: any blob's end, and int() refuses one past 4300 digits. A range that does not
+#: match is ignored, as RFC 9110 allows.
+_RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
 
 
 @attrs.frozen

@@ -61,9 +61,13 @@ def _query(request: IRequest, name: str) -> str | None:
     if not values:
         return None
     try:
-        return values[0].decode("utf-8")
+        value = values[0].decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid(name, f"{name} is not UTF-8") from None
+    if "\x00" in value:
+        # PostgreSQL keeps no NUL in text, and no name, tag or digest holds one.
+        raise _invalid(name, f"{name} holds a NUL character")
+    return value
 
 
 def _query_int(request: IRequest, name: str) -> int | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import urlencode
+from urllib.parse import unquote_to_bytes, urlencode
 
 from klein.interfaces import IKleinRequest
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ocireg.api.auth import RequestAccess
@@ -55,7 +56,14 @@ _UNMATCHED: tuple[tuple[re.Pattern, ErrorCode], ...] = (
 
 def _arg(request: IRequest, name: str) -> str | None:
     values = request.args.get(name.encode())
-    return values[0].decode("utf-8", "replace") if values else None
+    if not values:
+        return None
+    value = values[0].decode("utf-8", "replace")
+    if "\x00" in value:
+        # PostgreSQL keeps no NUL in text, and no name, tag or digest holds one.
+        raise RegistryError(UNSUPPORTED, f"query parameter {name} holds a NUL character",
+                            {"parameter": name})
+    return value
 
 
 def _set_headers(request: IRequest, headers: dict[str, str | int]) -> None:
@@ -89,6 +97,38 @@ def page_size(n: str | None) -> int | None:
         raise RegistryError(UNSUPPORTED, "n must be a whole number of ASCII digits",
                             {"n": n[:50]})
     return min(wanted, MAX_PAGE)
+
+
+def _unmatched(path: str) -> ErrorCode:
+    """The error for `path`, which names nothing the API serves."""
+    return next((code for shape, code in _UNMATCHED if shape.match(path)), NO_SUCH_ENDPOINT)
+
+
+class _PathsThatNameSomething(Resource):
+    """The Klein app, for paths that can name something: UTF-8, without NUL.
+
+    Any other names nothing (no name, tag, digest or upload id has a NUL, and
+    PostgreSQL keeps none in text): it is answered as a path that matches no
+    route, where Klein would answer a non-UTF-8 one with a plain-text 400.
+    """
+
+    isLeaf = True
+
+    def __init__(self, app: IResource) -> None:
+        super().__init__()
+        self._app = app
+
+    def render(self, request: IRequest):
+        raw = unquote_to_bytes(request.path)
+        try:
+            path = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            path = raw.decode("utf-8", "replace")
+        else:
+            if "\x00" not in path:
+                return self._app.render(request)
+        error = RegistryError(_unmatched(path), "the path is not UTF-8 or holds a NUL character")
+        return json_response(request, json.loads(error.to_json()), error.status)
 
 
 def _allowed_methods(request: IRequest) -> str:
@@ -127,8 +167,8 @@ class RegistryAPI:
         #: Who may do what; with auth off, everyone everything.
         self._access = access or RequestAccess(OpenAuthoriser())
 
-    def resource(self):
-        return self.app.resource()
+    def resource(self) -> IResource:
+        return _PathsThatNameSomething(self.app.resource())
 
     # Errors
 
@@ -145,8 +185,7 @@ class RegistryAPI:
     @app.handle_errors(NotFound)
     def _not_found(self, request: IRequest, failure) -> bytes:
         path = IKleinRequest(request).mapper.path_info
-        code = next((c for shape, c in _UNMATCHED if shape.match(path)), NO_SUCH_ENDPOINT)
-        return self._registry_error(request, _Failure(RegistryError(code)))
+        return self._registry_error(request, _Failure(RegistryError(_unmatched(path))))
 
     @app.handle_errors(MethodNotAllowed)
     def _method_not_allowed(self, request: IRequest, failure) -> bytes:
