@@ -69,6 +69,7 @@ UNAVAILABLE = ErrorCode("TOOMANYREQUESTS", 503, "service unavailable; try again 
 #: and the log has the cause.
 INTERNAL_ERROR: dict[str, list] = {"errors": []}
 
+
 class RegistryError(Exception):
     """An error the client is told about, with its code, status and detail.
 

@@ -203,8 +203,8 @@ class ManagementAPI:
     # with a redirect, which Klein raises as an error. Match paths as they are.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
-    # Before any route: werkzeug's `int` matches any Unicode digit and has no
-    # bound, so "²" or a number past the database's integers answered 500.
+    # Before any route: werkzeug's `int` takes any Unicode decimal digit ("١"
+    # was version 1) and any length (past SQLite's integers: a 500).
     app.url_map.converters["int"] = _VersionNumber
 
     def __init__(self, registry: Registry, housekeeping: Housekeeping | None = None) -> None:

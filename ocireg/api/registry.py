@@ -178,7 +178,7 @@ class RegistryAPI:
         request.setResponseCode(error.status)
         _set_headers(request, error.headers)
         if error.status == 405 and "Allow" not in error.headers:
-            # HTTP requires it: what the resource still takes (a refused delete's is GET, HEAD).
+            # HTTP requires it: what the resource still takes (for a refused delete, the rest).
             request.setHeader("Allow", _allowed_methods(request))
         return _json(request, json.loads(error.to_json()))
 
