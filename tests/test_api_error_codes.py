@@ -78,6 +78,12 @@ async def test_every_error_of_the_registry_api_has_a_spec_code_and_status(server
     await held.content()
     assert held.code == 202
     orphan = make_image()
+    await push_image(server, "team/pinned", make_image(), "v1")
+    pin = await server.request("PATCH", "/api/v1/distributions/team/pinned",
+                               data=json.dumps({"version": 1}).encode(),
+                               headers={"Content-Type": "application/json"})
+    await pin.content()
+    assert pin.code == 200
     manifest = {"headers": {"Content-Type": OCI_MANIFEST}}
 
     def req(method, path, **kwargs):
@@ -205,6 +211,9 @@ async def test_every_error_of_the_registry_api_has_a_spec_code_and_status(server
         ("NUL in artifactType",
          req("GET", f"/v2/team/app/referrers/{image.digest}?artifactType=a%00b"), 400,
          "UNSUPPORTED"),
+        # A distribution pinned to a version takes no push
+        ("push to a pinned distribution", req("POST", "/v2/team/pinned/blobs/uploads/"), 403,
+         "DENIED"),
         # Listings
         ("n not a number", req("GET", "/v2/team/app/tags/list?n=abc"), 400, "UNSUPPORTED"),
         ("n negative", req("GET", "/v2/team/app/tags/list?n=-1"), 400, "UNSUPPORTED"),
