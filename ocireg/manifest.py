@@ -88,6 +88,18 @@ class Manifest:
         )
 
 
+def _is_unicode(text: str) -> bool:
+    """Is `text` free of lone surrogates (which JSON's `\\ud800` escapes decode to)?
+
+    Neither database can store one: the text the registry keeps must be checked.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _invalid(message: str, detail: object = None) -> RegistryError:
     return RegistryError(MANIFEST_INVALID, message, detail)
 
@@ -146,6 +158,9 @@ def parse_manifest(body: bytes, content_type: str = "") -> Manifest:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise _invalid(f"manifest is not valid JSON: {e}") from None
+    except RecursionError:
+        # json nests by recursion: a body of a few thousand `[` runs out of stack.
+        raise _invalid("manifest is nested too deeply") from None
     if not isinstance(document, dict):
         raise _invalid("manifest must be a JSON object")
     schema_version = document.get("schemaVersion")
@@ -208,6 +223,10 @@ def parse_manifest(body: bytes, content_type: str = "") -> Manifest:
         or not all(isinstance(v, str) for v in annotations.values())
     ):
         raise _invalid("annotations must map strings to strings")
+    kept = [artifact_type or "", *(annotations or {}).keys(), *(annotations or {}).values()]
+    if not all(_is_unicode(text) for text in kept):
+        raise _invalid("artifactType and annotations must be Unicode text: a \\u escape "
+                       "decodes to a lone surrogate")
 
     return Manifest(
         digest=Digest.of(body),

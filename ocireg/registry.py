@@ -25,10 +25,12 @@ from ocireg.errors import (
     BLOB_UPLOAD_INVALID,
     BLOB_UPLOAD_UNKNOWN,
     DIGEST_INVALID,
-    RANGE_INVALID,
+    MANIFEST_INVALID,
+    MANIFEST_UNKNOWN,
     SIZE_INVALID,
     TOO_MANY_REQUESTS,
     UNAVAILABLE,
+    UPLOAD_RANGE_INVALID,
     RegistryError,
 )
 from ocireg.interfaces import (
@@ -272,7 +274,7 @@ class Registry:
         """The upload `uuid` of `name`, open to append a chunk at `start`.
 
         `start` (from Content-Range) must be the upload's current size, else
-        RANGE_INVALID; the upload is then held by this writer until
+        416 BLOB_UPLOAD_INVALID; the upload is then held by this writer until
         `release_upload`. A body of `length` bytes (None: unknown) is refused
         below the free space reserve; an empty one (the PUT that completes an
         upload) is not, as it only needs the metadata room the reserve keeps.
@@ -310,7 +312,7 @@ class Registry:
                 size = upload.size
                 await upload.close()
                 raise RegistryError(
-                    RANGE_INVALID,
+                    UPLOAD_RANGE_INVALID,
                     f"chunk starts at {start}, but the upload holds {size} bytes",
                     {"uuid": uuid, "size": size},
                     {"Range": upload_range(size), "Location": upload_location(name, uuid)},
@@ -323,7 +325,7 @@ class Registry:
     async def _in_use(self, name: str, uuid: str) -> RegistryError:
         size = await self.blobs.upload_size(uuid) or 0
         return RegistryError(
-            RANGE_INVALID,
+            UPLOAD_RANGE_INVALID,
             "another request is writing to this upload",
             {"uuid": uuid},
             {"Range": upload_range(size), "Location": upload_location(name, uuid)},
@@ -463,7 +465,7 @@ class Registry:
     async def get_manifest(self, name: str, reference: str) -> versions.StoredManifest:
         async def read() -> versions.StoredManifest:
             validate_name(name)
-            _validate_reference(reference)
+            _validate_reference(reference, pushing=False)
             # One SELECT, read-only: the store may skip BEGIN and COMMIT.
             return await self.metadata.transact(
                 lambda txn: versions.get_manifest(txn, name, reference), readonly=True
@@ -481,7 +483,7 @@ class Registry:
         A manifest with a `subject` is promoted at once, tag or not.
         """
         validate_name(name)
-        _validate_reference(reference)
+        _validate_reference(reference, pushing=True)
         manifest = parse_manifest(body, content_type)
         tag = None
         if is_digest(reference):
@@ -518,7 +520,7 @@ class Registry:
     async def delete_manifest(self, name: str, reference: str) -> None:
         """Delete a tag, or a manifest by digest with every tag pointing at it."""
         validate_name(name)
-        _validate_reference(reference)
+        _validate_reference(reference, pushing=False)
         now = self._now()
         if is_digest(reference):
             digest = str(Digest.parse(reference))
@@ -584,18 +586,34 @@ def upload_location(name: str, uuid: str) -> str:
     return f"/v2/{name}/blobs/uploads/{uuid}"
 
 
-def _validate_reference(reference: str) -> None:
-    if is_digest(reference):
-        Digest.parse(reference)
-    else:
-        validate_tag(reference)
+def _validate_reference(reference: str, pushing: bool) -> None:
+    """Refuse a manifest reference that is neither a tag nor a digest we can verify.
+
+    A read or a delete of one is MANIFEST_UNKNOWN, the spec's answer for a
+    manifest that is not there (and this one cannot be); a push under one is
+    a bad request: DIGEST_INVALID for a digest, MANIFEST_INVALID for a tag.
+    """
+    try:
+        if is_digest(reference):
+            Digest.parse(reference)
+        else:
+            validate_tag(reference)
+    except RegistryError as e:
+        if not pushing:
+            raise RegistryError(
+                MANIFEST_UNKNOWN, f"no manifest can be named {reference[:80]!r}: {e.message}",
+                {"reference": reference[:300]},
+            ) from None
+        if is_digest(reference):
+            raise
+        raise RegistryError(MANIFEST_INVALID, f"tag invalid: {e.message}", e.detail) from None
 
 
 def check_content_range(start: int, end: int, length: int | None) -> None:
     """A chunk's Content-Range must be ordered and agree with its Content-Length."""
     if end < start:
         raise RegistryError(
-            RANGE_INVALID, f"Content-Range end {end} is before its start {start}"
+            UPLOAD_RANGE_INVALID, f"Content-Range end {end} is before its start {start}"
         )
     if length is not None and length != end - start + 1:
         raise RegistryError(

@@ -117,12 +117,25 @@ async def test_tags_list_of_a_repository_with_only_untagged_content_is_empty(ser
     assert (await response.json())["tags"] in ([], None)
 
 
-@pytest.mark.parametrize("n", ["abc", "-1", "1.5", "0x10"])
+#: Not a whole number of ASCII digits: "²" and "١٢" (Arabic-Indic 12) are digits
+#: to str.isdigit; 5000 digits are past what int() parses.
+BAD_N = ["abc", "-1", "1.5", "0x10", "%C2%B2", "%D9%A1%D9%A2", "9" * 5000, "1%0A"]
+
+
+@pytest.mark.parametrize("n", BAD_N, ids=lambda n: n[:10])
 @pytest_twisted.ensureDeferred
-async def test_tags_list_with_a_non_numeric_n_is_400(server, n):
+async def test_tags_list_with_n_not_ascii_digits_is_400_unsupported(server, n):
     await tag_image(server, "team/app", ["v1"])
     response = await server.request("GET", f"/v2/team/app/tags/list?n={n}")
-    await assert_oci_error(response, 400)
+    await assert_oci_error(response, 400, "UNSUPPORTED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_n_past_the_largest_page_gets_the_largest_page(server):
+    await tag_image(server, "team/app", ["v1", "v2"])
+    response = await server.request("GET", "/v2/team/app/tags/list?n=9223372036854775807")
+    assert response.code == 200
+    assert (await response.json())["tags"] == ["v1", "v2"]
 
 
 @pytest_twisted.ensureDeferred
@@ -166,10 +179,11 @@ async def test_catalog_with_n_zero_is_an_empty_list(server):
     assert (await response.json())["repositories"] in ([], None)
 
 
+@pytest.mark.parametrize("n", BAD_N, ids=lambda n: n[:10])
 @pytest_twisted.ensureDeferred
-async def test_catalog_with_a_non_numeric_n_is_400(server):
-    response = await server.request("GET", "/v2/_catalog?n=abc")
-    await assert_oci_error(response, 400)
+async def test_catalog_with_n_not_ascii_digits_is_400_unsupported(server, n):
+    response = await server.request("GET", f"/v2/_catalog?n={n}")
+    await assert_oci_error(response, 400, "UNSUPPORTED")
 
 
 # Referrers

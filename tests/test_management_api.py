@@ -448,6 +448,49 @@ async def test_unknown_routes_and_methods_answer_json_errors(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_bodies_nested_too_deep_are_400_naming_the_body(server):
+    await two_pushes(server)
+    for body in (b"[" * 10_000 + b"]" * 10_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000):
+        for path in ("/repositories/", "/repositories/team/app/rollback", "/distributions/"):
+            response = await server.request(
+                "POST", "/api/v1" + path, data=body, headers={"Content-Type": "application/json"}
+            )
+            document = json.loads(await response.content())
+            assert response.code == 400, document
+            assert document["error"]["code"] == "INVALID"
+            assert document["error"]["field"] == "body"
+
+
+@pytest_twisted.ensureDeferred
+async def test_limits_and_version_numbers_take_only_ascii_digits_and_never_500(server):
+    await two_pushes(server)
+    for limit in ("%C2%B2", "%D9%A1%D9%A2", "9" * 5000):
+        for path in ("/repositories/", "/repositories/team/app/versions/4/content/tags",
+                     "/distributions/"):
+            await error(server, "GET", f"{path}?limit={limit}", field="limit")
+    # No version route takes them: a 404, or a 400 from the route they then
+    # match (a repository named "team/app/versions/²").
+    for number in ("%C2%B2", "%D9%A1", "9" * 20, "9" * 5000):
+        for method, path in (("GET", f"/repositories/team/app/versions/{number}"),
+                             ("DELETE", f"/repositories/team/app/versions/{number}"),
+                             ("GET", f"/repositories/team/app/versions/{number}/content"),
+                             ("GET", f"/repositories/team/app/versions/1/diff/{number}")):
+            got, document = await call(server, method, path)
+            assert got in (400, 404), (path[:80], document)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_nul_in_a_query_parameter_is_400_naming_it(server):
+    # PostgreSQL keeps no NUL in text: these were a 500 there.
+    await two_pushes(server)
+    for path, field in (("/repositories/?prefix=a%00b", "prefix"),
+                        ("/repositories/?after=a%00b", "after"),
+                        ("/repositories/team/app/versions/4/content/tags?after=a%00b", "after"),
+                        ("/distributions/?after=a%00b", "after")):
+        await error(server, "GET", path, field=field)
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_catalog_lists_the_names_distributions_serve(server):
     await two_pushes(server)
     await ok(server, "POST", "/distributions/", {

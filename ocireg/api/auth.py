@@ -44,8 +44,9 @@ from ocireg.auth.tokens import TokenTooLarge, parse_scopes
 from ocireg.errors import (
     BLOB_UPLOAD_UNKNOWN,
     DENIED,
+    INTERNAL_ERROR,
     METHOD_UNSUPPORTED,
-    NOT_FOUND,
+    NO_SUCH_ENDPOINT,
     TOO_LARGE,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
@@ -65,7 +66,9 @@ MAX_TOKEN_BODY = 64 * 1024
 #: The actions a client asks a token for, to do each action.
 _SCOPE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
 
-TOKEN_REQUEST_INVALID = ErrorCode("TOKEN_REQUEST_INVALID", 400, "invalid token request")
+#: A token request that cannot be answered (unknown service, malformed scope or form):
+#: the token endpoint answers in the registry's error format, with its codes.
+TOKEN_REQUEST_INVALID = ErrorCode("UNSUPPORTED", 400, "invalid token request")
 
 
 def parse_authorization(values: list[bytes] | None) -> Credentials:
@@ -329,15 +332,16 @@ class TokenAPI:
         return _json(request, json.loads(error.to_json()), error.status)
 
     def _not_found(self, request: IRequest, failure) -> bytes:
-        return self._error(request, _Failure(RegistryError(NOT_FOUND)))
+        return self._error(request, _Failure(RegistryError(NO_SUCH_ENDPOINT)))
 
     def _method(self, request: IRequest, failure) -> bytes:
-        return self._error(request, _Failure(RegistryError(METHOD_UNSUPPORTED)))
+        allowed = ", ".join(sorted(failure.value.valid_methods or ()))
+        return self._error(request, _Failure(RegistryError(
+            METHOD_UNSUPPORTED, headers={"Allow": allowed})))
 
     def _unexpected(self, request: IRequest, failure) -> bytes:
         _log.failure("unexpected error serving a token request", failure)
-        return self._error(request, _Failure(RegistryError(
-            ErrorCode("UNKNOWN", 500, "unknown error"))))
+        return _json(request, INTERNAL_ERROR, 500)
 
     async def _get(self, request: IRequest) -> bytes:
         args = {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs]

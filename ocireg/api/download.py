@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from ocireg.errors import RANGE_INVALID, RegistryError
+from ocireg.errors import RANGE_NOT_SATISFIABLE, RegistryError
 
 #: Bytes read from the file per write to the transport.
 CHUNK = 1024 * 1024
@@ -41,7 +41,10 @@ SENDFILE_TURN = 16 * 1024 * 1024
 
 _log = Logger()
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: ASCII digits (RFC 9110's DIGIT), and no more than 19: a longer offset is past
+#: any blob's end, and int() refuses one past 4300 digits. A range that does not
+#: match is ignored, as RFC 9110 allows.
+_RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
 
 
 @attrs.frozen
@@ -84,7 +87,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
 
 def _unsatisfiable(size: int) -> RegistryError:
     return RegistryError(
-        RANGE_INVALID,
+        RANGE_NOT_SATISFIABLE,
         f"requested range is not within the blob's {size} bytes",
         headers={"Content-Range": f"bytes */{size}"},
     )

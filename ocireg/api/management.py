@@ -15,8 +15,10 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import IntegerConverter
 
 from ocireg.api.openapi import document as openapi_document
+from ocireg.api.params import whole_number
 from ocireg.api.render import json_response as _json
 from ocireg.api.streaming import BufferedBody
 from ocireg.config import DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
@@ -59,18 +61,23 @@ def _query(request: IRequest, name: str) -> str | None:
     if not values:
         return None
     try:
-        return values[0].decode("utf-8")
+        value = values[0].decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid(name, f"{name} is not UTF-8") from None
+    if "\x00" in value:
+        # PostgreSQL keeps no NUL in text, and no name, tag or digest holds one.
+        raise _invalid(name, f"{name} holds a NUL character")
+    return value
 
 
 def _query_int(request: IRequest, name: str) -> int | None:
     value = _query(request, name)
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 9:
+    number = whole_number(value, 9)
+    if number is None:
         raise _invalid(name, f"{name} must be a whole number")
-    return int(value)
+    return number
 
 
 def _body(request: IRequest) -> dict:
@@ -78,7 +85,8 @@ def _body(request: IRequest) -> dict:
     raw = content.value() if isinstance(content, BufferedBody) else content.read()
     try:
         document = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: json nests by recursion, and a body of a few thousand `[` runs out.
         raise _invalid("body", "the body is not JSON") from None
     if not isinstance(document, dict):
         raise _invalid("body", "the body must be a JSON object")
@@ -181,6 +189,12 @@ def _staging(s: Staging, now: float) -> dict:
     }
 
 
+class _VersionNumber(IntegerConverter):
+    """A version number in a path: 1 to 9 ASCII digits (else the path matches no route)."""
+
+    regex = "[0-9]{1,9}"
+
+
 class ManagementAPI:
     """Repositories, their versions, staging and distributions, under `/api/v1/`."""
 
@@ -189,6 +203,9 @@ class ManagementAPI:
     # with a redirect, which Klein raises as an error. Match paths as they are.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
+    # Before any route: werkzeug's `int` takes any Unicode decimal digit ("١"
+    # was version 1) and any length (past SQLite's integers: a 500).
+    app.url_map.converters["int"] = _VersionNumber
 
     def __init__(self, registry: Registry, housekeeping: Housekeeping | None = None) -> None:
         self._registry = registry

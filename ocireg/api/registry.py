@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+import re
+from urllib.parse import unquote_to_bytes, urlencode
 
+from klein.interfaces import IKleinRequest
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from twisted.web.resource import IResource, Resource
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ocireg.api.auth import RequestAccess
 from ocireg.api.download import FileProducer, parse_range
+from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
 from ocireg.api.routing import remembering_klein
 from ocireg.api.streaming import BufferedBody, RefusedBody, UploadBody
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import DELETE, PULL, PUSH
 from ocireg.errors import (
+    BLOB_UNKNOWN,
     BLOB_UPLOAD_INVALID,
+    BLOB_UPLOAD_UNKNOWN,
+    INTERNAL_ERROR,
     MANIFEST_UNKNOWN,
     METHOD_UNSUPPORTED,
-    NOT_FOUND,
+    NO_SUCH_ENDPOINT,
+    UNSUPPORTED,
     ErrorCode,
     RegistryError,
 )
@@ -29,18 +37,33 @@ from ocireg.registry import Registry, upload_location, upload_range
 
 _log = Logger()
 
-PAGINATION_NUMBER_INVALID = ErrorCode(
-    "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
-)
-UNKNOWN = ErrorCode("UNKNOWN", 500, "unknown error")
-
 #: The most tags or repositories one listing returns.
 MAX_PAGE = 10_000
+#: The longest `n` taken (then cut to MAX_PAGE); a client asking for "all" may
+#: send a 64-bit integer's largest value.
+_MAX_N_DIGITS = 19
+
+#: What a path that matches no route would be, by its shape: an upload
+#: location, a blob or a manifest that cannot exist (an upload id or a
+#: reference with a `/`, a name starting with `/`) is unknown, as it is when
+#: it is well-formed and not there.
+_UNMATCHED: tuple[tuple[re.Pattern, ErrorCode], ...] = (
+    (re.compile("^/v2/.*/blobs/uploads/"), BLOB_UPLOAD_UNKNOWN),
+    (re.compile("^/v2/.*/blobs/"), BLOB_UNKNOWN),
+    (re.compile("^/v2/.*/manifests/"), MANIFEST_UNKNOWN),
+)
 
 
 def _arg(request: IRequest, name: str) -> str | None:
     values = request.args.get(name.encode())
-    return values[0].decode("utf-8", "replace") if values else None
+    if not values:
+        return None
+    value = values[0].decode("utf-8", "replace")
+    if "\x00" in value:
+        # PostgreSQL keeps no NUL in text, and no name, tag or digest holds one.
+        raise RegistryError(UNSUPPORTED, f"query parameter {name} holds a NUL character",
+                            {"parameter": name})
+    return value
 
 
 def _set_headers(request: IRequest, headers: dict[str, str | int]) -> None:
@@ -65,14 +88,57 @@ def _acceptable(request: IRequest, media_type: str) -> bool:
     return not accepted or bool(accepted & {"*/*", "application/*", media_type})
 
 
-def _page_size(request: IRequest) -> int | None:
-    n = _arg(request, "n")
+def page_size(n: str | None) -> int | None:
+    """The page size a listing's `n` asks for, cut to MAX_PAGE; None without one."""
     if n is None:
         return None
-    if not n.isdigit():
-        raise RegistryError(PAGINATION_NUMBER_INVALID, "n must be a non-negative integer",
+    wanted = whole_number(n, _MAX_N_DIGITS)
+    if wanted is None:
+        raise RegistryError(UNSUPPORTED, "n must be a whole number of ASCII digits",
                             {"n": n[:50]})
-    return min(int(n), MAX_PAGE)
+    return min(wanted, MAX_PAGE)
+
+
+def _unmatched(path: str) -> ErrorCode:
+    """The error for `path`, which names nothing the API serves."""
+    return next((code for shape, code in _UNMATCHED if shape.match(path)), NO_SUCH_ENDPOINT)
+
+
+class _PathsThatNameSomething(Resource):
+    """The Klein app, for paths that can name something: UTF-8, without NUL.
+
+    Any other names nothing (no name, tag, digest or upload id has a NUL, and
+    PostgreSQL keeps none in text): it is answered as a path that matches no
+    route, where Klein would answer a non-UTF-8 one with a plain-text 400.
+    """
+
+    isLeaf = True
+
+    def __init__(self, app: IResource) -> None:
+        super().__init__()
+        self._app = app
+
+    def render(self, request: IRequest):
+        raw = unquote_to_bytes(request.path)
+        try:
+            path = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            path = raw.decode("utf-8", "replace")
+        else:
+            if "\x00" not in path:
+                return self._app.render(request)
+        error = RegistryError(_unmatched(path), "the path is not UTF-8 or holds a NUL character")
+        return json_response(request, json.loads(error.to_json()), error.status)
+
+
+def _allowed_methods(request: IRequest) -> str:
+    """The methods the request's path takes, but the request's own (for a 405's Allow)."""
+    try:
+        methods = IKleinRequest(request).mapper.allowed_methods()
+    except HTTPException:
+        methods = []
+    refused = request.method.decode("latin-1")
+    return ", ".join(m for m in sorted(methods) if m != refused)
 
 
 def _paginate(request: IRequest, path: str, items: list[str], limit: int | None) -> list[str]:
@@ -101,8 +167,8 @@ class RegistryAPI:
         #: Who may do what; with auth off, everyone everything.
         self._access = access or RequestAccess(OpenAuthoriser())
 
-    def resource(self):
-        return self.app.resource()
+    def resource(self) -> IResource:
+        return _PathsThatNameSomething(self.app.resource())
 
     # Errors
 
@@ -111,11 +177,15 @@ class RegistryAPI:
         error: RegistryError = failure.value
         request.setResponseCode(error.status)
         _set_headers(request, error.headers)
+        if error.status == 405 and "Allow" not in error.headers:
+            # HTTP requires it: what the resource still takes (for a refused delete, the rest).
+            request.setHeader("Allow", _allowed_methods(request))
         return _json(request, json.loads(error.to_json()))
 
     @app.handle_errors(NotFound)
     def _not_found(self, request: IRequest, failure) -> bytes:
-        return self._registry_error(request, _Failure(RegistryError(NOT_FOUND)))
+        path = IKleinRequest(request).mapper.path_info
+        return self._registry_error(request, _Failure(RegistryError(_unmatched(path))))
 
     @app.handle_errors(MethodNotAllowed)
     def _method_not_allowed(self, request: IRequest, failure) -> bytes:
@@ -125,7 +195,7 @@ class RegistryAPI:
     def _unexpected(self, request: IRequest, failure) -> bytes:
         _log.failure("unexpected error serving {method} {uri}", failure,
                      method=request.method, uri=request.uri)
-        return self._registry_error(request, _Failure(RegistryError(UNKNOWN)))
+        return json_response(request, INTERNAL_ERROR, 500)
 
     # Base
 
@@ -322,7 +392,7 @@ class RegistryAPI:
     @app.route("/v2/<path:name>/tags/list", methods=["GET"])
     async def tags(self, request: IRequest, name: str) -> bytes:
         await self._access.require(request, name, PULL)
-        limit = _page_size(request)
+        limit = page_size(_arg(request, "n"))
         found = await self._registry.tags(
             name, None if limit is None else limit + 1, _arg(request, "last")
         )
@@ -331,7 +401,7 @@ class RegistryAPI:
 
     @app.route("/v2/_catalog", methods=["GET"])
     async def catalog(self, request: IRequest) -> bytes:
-        limit = _page_size(request)
+        limit = page_size(_arg(request, "n"))
         if self._access.enabled:
             visible = await self._access.catalog_filter(request)
             found = await _visible_catalog(

@@ -44,7 +44,8 @@ UPLOAD_READ_SIZE = 1024 * 1024
 
 _UPLOAD = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<uuid>[^/]+)$")
 _UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$")
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+#: ASCII digits, no more than 19 (past any upload's size, and int() refuses past 4300).
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]+|\*))?$")
 
 OpenUpload = Callable[[], Awaitable[tuple[str, IUploadFile]]]
 
