@@ -52,14 +52,19 @@ def build_site(
     """The web site: `/v2/` for the registry API, `/api/v1/` for management.
 
     `extra` maps further first path segments (`healthz`, `metrics`) to their apps.
-    With `access` authenticating, the management API is for admins only, and
-    the token endpoint is served at `token_path` when ocireg issues tokens.
+    With `access` authenticating, the management API and `/metrics` are for
+    admins only, and the token endpoint is served at `token_path` when ocireg
+    issues tokens.
     """
     access = access or RequestAccess(OpenAuthoriser())
     extra = dict(extra or {})
     management = ManagementAPI(registry, housekeeping).resource()
     if access.enabled:
         management = AdminOnly(management, access)
+        if b"metrics" in extra:
+            # Its labels name repositories, private ones too. /healthz and
+            # /readyz tell nothing of the content and stay open for probes.
+            extra[b"metrics"] = AdminOnly(extra[b"metrics"], access)
         if access.authoriser.issues_tokens:
             token_api = TokenAPI(access, token_path, reactor or _default_reactor())
             extra[token_path.split("/")[1].encode()] = token_api.resource()
