@@ -1,7 +1,8 @@
 """The twisted.web pieces under the Klein app: site, request and channel.
 
 `RegistryRequest` hands each body to `streaming.route_body` instead of
-spooling it, and marks every response with the registry API version.
+spooling it, answers a request refused before its body is read
+(`answer_early`), and marks every response with the registry API version.
 `RegistrySite` keeps the requests in flight, so a stop can let them finish
 (or cut them off after a timeout), and tells its observers (the access log,
 the metrics) about each one as it ends.
@@ -12,25 +13,37 @@ out a 10-second timeout before falling back to HTTP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ocireg.api.auth import RequestAccess
 from ocireg.api.observe import RequestObserver, record_of
-from ocireg.api.streaming import UploadBody, route_body
+from ocireg.api.streaming import GuardedBody, UploadBody, route_body
 from ocireg.auth.authoriser import OpenAuthoriser
+from ocireg.auth.permissions import PUSH
+from ocireg.errors import RegistryError
+from ocireg.manifest import MAX_MANIFEST_SIZE
 from ocireg.registry import Registry
 
 _log = Logger()
 
 #: The first byte of a TLS handshake record.
 _TLS_HANDSHAKE = 0x16
+
+#: A request answered before its body was read may go on sending that body (read
+#: and discarded, so that the client reads the answer rather than a reset
+#: connection) for this many seconds and bytes; then its connection is closed.
+DRAIN_TIMEOUT = 10.0
+DRAIN_LIMIT = MAX_MANIFEST_SIZE
 
 
 class RegistryRequest(Request):
@@ -39,6 +52,11 @@ class RegistryRequest(Request):
     received = 0
     #: Fires once a cut-off upload has kept the bytes it received.
     kept: Deferred | None = None
+    #: The body length the headers announced (None: chunked).
+    _length: int | None = None
+    #: Body bytes received when the request was answered early (None: it was not).
+    _answered_at: int | None = None
+    _drain_call = None
 
     def gotLength(self, length: int | None) -> None:
         # The request line is only known from the channel's private fields
@@ -47,6 +65,7 @@ class RegistryRequest(Request):
         # Known now, so that a request cut off mid-body is logged with them;
         # requestReceived sets them again once the body is in.
         self.method, self.uri = channel._command, channel._path
+        self._length = length
         self.content = route_body(
             channel.site.registry,
             channel._command,
@@ -54,29 +73,106 @@ class RegistryRequest(Request):
             self.requestHeaders,
             length,
             channel.transport,
-            # Checked before a byte of an upload body is kept.
-            channel.site.access.upload_guard(self),
+            # Checked before a byte of the body is kept.
+            _BodyGuard(channel.site.access, self),
+            self.answer_early,
         )
         channel.site.request_started(self, isinstance(self.content, UploadBody))
 
     def handleContentChunk(self, data: bytes) -> None:
         self.received += len(data)
         super().handleContentChunk(data)
+        if self._answered_at is not None and self.received - self._answered_at > DRAIN_LIMIT:
+            self._close()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self._body_complete = True
-        if isinstance(self.content, UploadBody):
+        if isinstance(self.content, UploadBody | GuardedBody):
             self.content.complete = True
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason) -> None:
+        if self._drain_call is not None and self._drain_call.active():
+            self._drain_call.cancel()
         if not self._body_complete and isinstance(self.content, UploadBody):
             self.kept = self.content.connection_lost()
         super().connectionLost(reason)
 
     def process(self) -> None:
+        if self._answered_at is not None:
+            # Answered before its body was in; the body is drained, nothing is left to say.
+            self._close()
+            return
         self.setHeader(b"Docker-Distribution-API-Version", b"registry/2.0")
         super().process()
+
+    def answer_early(self, error: RegistryError) -> None:
+        """Refuse this request before its body is in: answer `error` now, then close.
+
+        The rest of the body, up to `DRAIN_LIMIT` bytes and `DRAIN_TIMEOUT`
+        seconds, is read and discarded first. Once the body is in (the
+        handler answers then), this does nothing.
+        """
+        channel = self.channel
+        if (self._body_complete or self._answered_at is not None or channel is None
+                or channel.transport is None):
+            return
+        self._answered_at = self.received
+        # Sent after this answer, a 100 Continue would invite the body for nothing.
+        self.requestHeaders.removeHeader(b"expect")
+        self.setResponseCode(error.status)
+        if self.uri.startswith(b"/api/"):
+            # The management API's own error shape.
+            body = json.dumps(
+                {"error": {"code": error.code.name, "message": error.message}}
+            ).encode()
+        else:
+            body = error.to_json()
+        headers = Headers({
+            b"Content-Type": [b"application/json"],
+            b"Content-Length": [str(len(body)).encode()],
+            b"Connection": [b"close"],
+            b"Docker-Distribution-API-Version": [b"registry/2.0"],
+        })
+        for key, value in error.headers.items():
+            headers.setRawHeaders(key, [value])
+        channel.persistent = False
+        channel.writeHeaders(
+            b"HTTP/1.1", str(error.status).encode(), RESPONSES.get(error.status, b"Error"),
+            headers,
+        )
+        channel.write(body)
+        self.sentLength = len(body)
+        if self._length is not None and self._length - self.received > DRAIN_LIMIT:
+            self._close()
+        else:
+            self._drain_call = channel.site.reactor.callLater(DRAIN_TIMEOUT, self._close)
+
+    def _close(self) -> None:
+        if self.channel is not None and self.channel.transport is not None:
+            self.channel.loseConnection()
+
+
+class _BodyGuard:
+    """The `streaming.UploadGuard` of one request: what it may send, asked of `access`."""
+
+    def __init__(self, access: RequestAccess, request: IRequest) -> None:
+        self._access = access
+        self._request = request
+        self._upload = access.upload_guard(request)
+
+    async def may_push(self, name: str) -> str | None:
+        return await self._upload.may_push(name)
+
+    async def may_write(self, name: str, uuid: str) -> None:
+        await self._upload.may_write(name, uuid)
+
+    async def may_put_manifest(self, name: str) -> None:
+        await self._access.require(self._request, name, PUSH)
+
+    async def may_manage(self) -> None:
+        if self._access.enabled:
+            await self._access.require_admin(self._request)
 
 
 class RegistryChannel(HTTPChannel):

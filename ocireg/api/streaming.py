@@ -4,16 +4,20 @@ twisted.web would spool every body to memory or a temporary file before the
 handler runs. Instead, `RegistryRequest.gotLength` asks `route_body` for a
 sink as soon as the headers are in: blob upload bodies (PATCH, PUT and
 monolithic POST) stream into the upload's file through a digest-updating
-writer, pausing the socket while the writer is behind; every other body is
-kept in memory up to a small limit.
+writer, pausing the socket while the writer is behind. A manifest body, or a
+management API body, is kept only once the caller is known to be allowed
+(`GuardedBody`): a refusal is answered before the body is read. Small bodies
+of other requests (the token endpoint's form) are kept up to a small limit;
+the registry API's other requests read no body, so theirs is discarded.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import IO, Protocol
 from urllib.parse import parse_qs, unquote
 
 from twisted.internet.defer import Deferred, succeed
@@ -25,6 +29,7 @@ from ocireg.errors import (
     DIGEST_INVALID,
     SIZE_INVALID,
     TOO_LARGE,
+    UNAVAILABLE,
     RegistryError,
 )
 from ocireg.interfaces import IUploadFile
@@ -42,7 +47,18 @@ LOW_WATER = 2 * 1024 * 1024
 #: most of the reactor thread's work on an upload.
 UPLOAD_READ_SIZE = 1024 * 1024
 
+#: A kept body moves from memory to a temporary file past this size: freed heap
+#: is not given back to the system, so a burst of large manifests would leave
+#: the process that much larger for good.
+SPOOL_OVER = 64 * 1024
+#: Bytes of a guarded body read while its check runs, before the socket pauses.
+EARLY_LIMIT = 64 * 1024
+#: The largest body a request outside the registry and management APIs (the
+#: token endpoint's form) may send.
+SMALL_BODY_LIMIT = 64 * 1024
+
 _UPLOAD = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<uuid>[^/]+)$")
+_MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/[^/]+$")
 _UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$")
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
@@ -50,7 +66,7 @@ OpenUpload = Callable[[], Awaitable[tuple[str, IUploadFile]]]
 
 
 class UploadGuard(Protocol):
-    """Whether a request may write an upload body; checked before a byte is kept."""
+    """Whether a request may send its body; checked before a byte is kept."""
 
     async def may_push(self, name: str) -> str | None:
         """Raise unless the caller may push to `name`; the id for a new upload (or None)."""
@@ -58,36 +74,38 @@ class UploadGuard(Protocol):
     async def may_write(self, name: str, uuid: str) -> None:
         """Raise unless the caller may write to upload `uuid` of `name`."""
 
+    async def may_put_manifest(self, name: str) -> None:
+        """Raise unless the caller may push a manifest to `name`."""
 
-class _Open:
-    """No authentication: every body may be written."""
-
-    async def may_push(self, name: str) -> str | None:
-        return None
-
-    async def may_write(self, name: str, uuid: str) -> None:
-        return None
-
-
-OPEN = _Open()
+    async def may_manage(self) -> None:
+        """Raise unless the caller may use the management API."""
 
 
 class BufferedBody:
-    """A body kept in memory, refused with 413 once it exceeds `limit` bytes."""
+    """A body kept in memory (past `SPOOL_OVER` bytes in a temporary file), refused
+    with 413 once it exceeds `limit` bytes."""
 
     def __init__(self, limit: int, length: int | None) -> None:
         self._limit = limit
-        self._buffer = io.BytesIO()
+        self._buffer: IO[bytes] = io.BytesIO()
+        self._size = 0
         self.too_large = length is not None and length > limit
 
     def write(self, data: bytes) -> None:
         if self.too_large:
             return
-        if self._buffer.tell() + len(data) > self._limit:
+        if self._size + len(data) > self._limit:
             self.too_large = True
+            self._buffer.close()
             self._buffer = io.BytesIO()
             return
+        if self._size + len(data) > SPOOL_OVER and isinstance(self._buffer, io.BytesIO):
+            spooled = tempfile.TemporaryFile()
+            spooled.write(self._buffer.getvalue())
+            self._buffer.close()
+            self._buffer = spooled
         self._buffer.write(data)
+        self._size += len(data)
 
     def tell(self) -> int:
         return self._buffer.tell()
@@ -105,7 +123,92 @@ class BufferedBody:
         """The whole body, or 413 if it was too large to keep."""
         if self.too_large:
             raise RegistryError(TOO_LARGE, f"request body is larger than {self._limit} bytes")
-        return self._buffer.getvalue()
+        self._buffer.seek(0)
+        return self._buffer.read()
+
+
+Refuse = Callable[[RegistryError], None]
+
+
+class GuardedBody(BufferedBody):
+    """A small body kept only once `check` allows the request.
+
+    While `check` runs, at most `EARLY_LIMIT` bytes are read before the socket
+    pauses. When it refuses (or the body is too large), `refuse` answers at
+    once, before the body is read, and what arrives of it is discarded.
+    """
+
+    def __init__(
+        self,
+        check: Callable[[], Awaitable[object]],
+        limit: int,
+        length: int | None,
+        transport: IPushProducer,
+        refuse: Refuse,
+    ) -> None:
+        super().__init__(limit, length)
+        self._transport = transport
+        self._refuse = refuse
+        self._allowed = False
+        self.refused = False
+        self._paused = False
+        #: Set by the request once the whole body has arrived.
+        self.complete = False
+        if self.too_large:
+            self._refused_with(self._too_large())
+        else:
+            Deferred.fromCoroutine(self._check(check))
+
+    def _too_large(self) -> RegistryError:
+        return RegistryError(TOO_LARGE, f"request body is larger than {self._limit} bytes")
+
+    async def _check(self, check: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await check()
+        except RegistryError as e:
+            self._refused_with(e)
+        except Exception:
+            _log.failure("checking a request before reading its body")
+            self._refused_with(RegistryError(UNAVAILABLE, "the request could not be checked"))
+        else:
+            self._allowed = True
+        self._resume()
+
+    def _refused_with(self, error: RegistryError) -> None:
+        if self.refused:
+            return
+        self.refused = True
+        self._buffer.close()
+        self._buffer = io.BytesIO()
+        self._refuse(error)
+
+    def write(self, data: bytes) -> None:
+        if self.refused:
+            return
+        super().write(data)
+        if self.too_large:
+            self._refused_with(self._too_large())
+        elif not self._allowed and self._size > EARLY_LIMIT and not self._paused:
+            self._paused = True
+            self._transport.pauseProducing()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            # Once the body is in, the channel resumes reading itself when
+            # the response is done; resuming earlier would read ahead.
+            if not self.complete:
+                self._transport.resumeProducing()
+
+
+class DiscardedBody(BufferedBody):
+    """The body of a request whose handler reads none: counted, not kept."""
+
+    def __init__(self) -> None:
+        super().__init__(0, None)
+
+    def write(self, data: bytes) -> None:
+        pass
 
 
 class UploadBody:
@@ -264,15 +367,12 @@ class UploadBody:
                       size=size)
 
 
-class RefusedBody(BufferedBody):
+class RefusedBody(DiscardedBody):
     """A body read and discarded, for a request already known to be refused."""
 
     def __init__(self, error: RegistryError) -> None:
-        super().__init__(0, None)
+        super().__init__()
         self.error = error
-
-    def write(self, data: bytes) -> None:
-        pass
 
     async def result(self) -> tuple[str, IUploadFile]:
         raise self.error
@@ -297,13 +397,16 @@ def route_body(
     headers,
     length: int | None,
     transport: IPushProducer,
-    guard: UploadGuard = OPEN,
+    guard: UploadGuard,
+    refuse: Refuse,
 ):
     """The sink for the body of a request `method target` with these headers.
 
     An upload body is written only once `guard` allows it; until then its
     chunks wait in memory (the socket paused past the high water mark), and
-    when it refuses they are discarded.
+    when it refuses they are discarded. A manifest or management body is
+    kept only once `guard` allows it; a refusal goes to `refuse`, which
+    answers before the body is read.
     """
     path, _, query = target.decode("latin-1").partition("?")
     path = unquote(path)
@@ -323,7 +426,16 @@ def route_body(
                 return UploadBody(open_new, transport, registry.release_upload)
     except RegistryError as e:
         return RefusedBody(e)
-    return BufferedBody(MAX_MANIFEST_SIZE, length)
+    if method == b"PUT" and (match := _MANIFEST.match(path)):
+        name = match.group("name")
+        return GuardedBody(
+            lambda: guard.may_put_manifest(name), MAX_MANIFEST_SIZE, length, transport, refuse
+        )
+    if path.startswith("/api/"):
+        return GuardedBody(guard.may_manage, MAX_MANIFEST_SIZE, length, transport, refuse)
+    if path.startswith("/v2/"):
+        return DiscardedBody()
+    return BufferedBody(SMALL_BODY_LIMIT, length)
 
 
 def _chunk_body(
