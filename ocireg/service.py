@@ -22,7 +22,7 @@ from ocireg.api.management import ManagementAPI
 from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
-from ocireg.api.site import RegistrySite
+from ocireg.api.site import DEFAULT_LIMITS, ConnectionLimits, RegistrySite
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.cache import ReadCache
@@ -48,6 +48,7 @@ def build_site(
     access: RequestAccess | None = None,
     token_path: str = "/token",
     housekeeping: Housekeeping | None = None,
+    limits: ConnectionLimits = DEFAULT_LIMITS,
 ) -> RegistrySite:
     """The web site: `/v2/` for the registry API, `/api/v1/` for management.
 
@@ -69,7 +70,7 @@ def build_site(
             token_api = TokenAPI(access, token_path, reactor or _default_reactor())
             extra[token_path.split("/")[1].encode()] = token_api.resource()
     root = _Root(RegistryAPI(registry, access).resource(), management, extra)
-    return RegistrySite(root, registry, observers, access=access, reactor=reactor)
+    return RegistrySite(root, registry, observers, access=access, limits=limits, reactor=reactor)
 
 
 def _default_reactor():
@@ -238,6 +239,10 @@ class RegistryService(MultiService):
             self._registry, on_main, (self._request_log, self.metrics), self._reactor,
             RequestAccess(self._auth.authoriser), self._config.auth_token_path,
             self.housekeeping,
+            ConnectionLimits(
+                self._config.max_connections, self._config.max_client_connections,
+                self._config.header_timeout,
+            ),
         )
         if self._listeners:
             for listener in self._listeners:

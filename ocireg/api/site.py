@@ -8,15 +8,23 @@ spooling it, answers a request refused before its body is read
 the metrics) about each one as it ends.
 `RegistryChannel` answers a TLS handshake on a plain-HTTP port at once:
 Go clients (docker, podman, skopeo) try TLS first and would otherwise wait
-out a 10-second timeout before falling back to HTTP.
+out a 10-second timeout before falling back to HTTP. It closes a connection
+whose request line and headers take longer than the header timeout: the idle
+timeout alone is reset by every byte, so a client sending one byte every few
+seconds would hold the connection for ever. `RegistrySite` refuses
+connections past its `ConnectionLimits` with a 503.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 
+import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, HTTPChannel
@@ -30,7 +38,7 @@ from ocireg.api.observe import RequestObserver, record_of
 from ocireg.api.streaming import GuardedBody, UploadBody, route_body
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import PUSH
-from ocireg.errors import RegistryError
+from ocireg.errors import UNAVAILABLE, RegistryError
 from ocireg.manifest import MAX_MANIFEST_SIZE
 from ocireg.registry import Registry
 
@@ -175,8 +183,60 @@ class _BodyGuard:
             await self._access.require_admin(self._request)
 
 
+@attrs.frozen
+class ConnectionLimits:
+    """How many connections a site serves, and how long a request's headers may take."""
+
+    #: Open connections in all...
+    total: int = 1024
+    #: ...and from one client address (a host; UNIX sockets count in the total only).
+    per_client: int = 128
+    #: Seconds from a request's first byte to the end of its headers; 0: no limit.
+    header_timeout: float = 30.0
+
+
+DEFAULT_LIMITS = ConnectionLimits()
+
+#: Seconds a client refused for the connection limits is asked to wait.
+RETRY_AFTER = 1
+
+
+def _busy_response() -> bytes:
+    body = RegistryError(
+        UNAVAILABLE, "too many connections; try again shortly"
+    ).to_json()
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Retry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+        % (RETRY_AFTER, len(body), body)
+    )
+
+
+class _Refused(Protocol):
+    """A connection past the limits: answered 503 at once, and closed."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(_busy_response())
+        self.transport.loseConnection()
+
+
+def _client_of(address: IAddress | None) -> str | None:
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
+
+
 class RegistryChannel(HTTPChannel):
     _first_byte_seen = False
+    #: Set by the site: where this connection comes from, and the header timeout.
+    client: str | None = None
+    header_timeout: float = 0
+    #: Between requests: the next byte starts a request line, and the header timer.
+    _awaiting_request = True
+    _header_call = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.connection_made(self)
 
     def dataReceived(self, data: bytes) -> None:
         if not self._first_byte_seen and data:
@@ -189,7 +249,40 @@ class RegistryChannel(HTTPChannel):
                 )
                 self.transport.loseConnection()
                 return
+        if self._awaiting_request and data:
+            self._awaiting_request = False
+            if self.header_timeout:
+                self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
         super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._stop_header_timer()
+        super().allHeadersReceived()
+
+    def requestDone(self, request) -> None:
+        # Before the parent's: it hands over the next pipelined request's bytes at once.
+        self._awaiting_request = True
+        super().requestDone(request)
+
+    def connectionLost(self, reason) -> None:
+        self._stop_header_timer()
+        self.site.connection_lost(self)
+        super().connectionLost(reason)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_call is not None and self._header_call.active():
+            self._header_call.cancel()
+        self._header_call = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_call = None
+        _log.info("closing the connection of {client}: its request headers took over "
+                  "{timeout} s", client=self.client, timeout=self.header_timeout)
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        # Closes, and aborts if the client does not let go.
+        self.timeoutConnection()
 
 
 class RegistrySite(Site):
@@ -204,16 +297,44 @@ class RegistrySite(Site):
         registry: Registry,
         observers: Iterable[RequestObserver] = (),
         access: RequestAccess | None = None,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
         **kwargs,
     ) -> None:
         super().__init__(resource, requestFactory=RegistryRequest, **kwargs)
         self.registry = registry
         self.access = access or RequestAccess(OpenAuthoriser())
+        self.limits = limits
+        #: Open connections, in all and by client address.
+        self.connections = 0
+        self._by_client: Counter[str] = Counter()
         self._observers = tuple(observers)
         #: Each request in flight, and a Deferred that fires once it is over.
         self._in_flight: dict[RegistryRequest, Deferred] = {}
         #: Set by `drain`: connections close after their current request.
         self.stopping = False
+
+    def buildProtocol(self, addr: IAddress) -> Protocol:
+        client = _client_of(addr)
+        if self.connections >= self.limits.total or (
+            client is not None and self._by_client[client] >= self.limits.per_client
+        ):
+            return _Refused()
+        channel = super().buildProtocol(addr)
+        channel.client = client
+        channel.header_timeout = self.limits.header_timeout
+        return channel
+
+    def connection_made(self, channel: RegistryChannel) -> None:
+        self.connections += 1
+        if channel.client is not None:
+            self._by_client[channel.client] += 1
+
+    def connection_lost(self, channel: RegistryChannel) -> None:
+        self.connections -= 1
+        if channel.client is not None:
+            self._by_client[channel.client] -= 1
+            if not self._by_client[channel.client]:
+                del self._by_client[channel.client]
 
     def log(self, request: Request) -> None:
         # The access log is an observer of the requests (ocireg.requestlog),
