@@ -165,6 +165,10 @@ class Config:
     )
     #: Seconds a request's line and headers may take from their first byte; 0: no limit.
     header_timeout: float = attrs.field(default=30, validator=_seconds("header_timeout"))
+    #: Bytes of request bodies (manifests, forms) one client address may have kept at once.
+    max_client_buffer: int = attrs.field(
+        default=16 * 1024 * 1024, validator=_whole_number("max_client_buffer", 64 * 1024)
+    )
     #: Repositories the push and pull metrics name one by one; the rest are "other".
     metrics_repositories: int = attrs.field(
         default=100, validator=_whole_number("metrics_repositories", 1)

@@ -22,7 +22,7 @@ from ocireg.api.management import ManagementAPI
 from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
-from ocireg.api.site import DEFAULT_LIMITS, ConnectionLimits, RegistrySite
+from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.cache import ReadCache
@@ -48,7 +48,7 @@ def build_site(
     access: RequestAccess | None = None,
     token_path: str = "/token",
     housekeeping: Housekeeping | None = None,
-    limits: ConnectionLimits = DEFAULT_LIMITS,
+    limits: ClientLimits = DEFAULT_LIMITS,
 ) -> RegistrySite:
     """The web site: `/v2/` for the registry API, `/api/v1/` for management.
 
@@ -239,9 +239,9 @@ class RegistryService(MultiService):
             self._registry, on_main, (self._request_log, self.metrics), self._reactor,
             RequestAccess(self._auth.authoriser), self._config.auth_token_path,
             self.housekeeping,
-            ConnectionLimits(
+            ClientLimits(
                 self._config.max_connections, self._config.max_client_connections,
-                self._config.header_timeout,
+                self._config.header_timeout, self._config.max_client_buffer,
             ),
         )
         if self._listeners:

@@ -1,4 +1,5 @@
-"""Connections past the limits are refused, and a request's headers have a deadline."""
+"""Connections past the limits are refused, a request's headers have a deadline, and a
+client's kept bodies an allowance."""
 
 from __future__ import annotations
 
@@ -151,3 +152,42 @@ def test_a_slow_upload_body_and_an_idle_keep_alive_connection_outlast_the_header
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 202 "), answer
     assert b"\r\nRange: 0-9\r\n" in answer
+
+
+def _send_manifest_headers(sock: socket.socket, server: RegistryProcess, name: str,
+                           length: int) -> None:
+    sock.sendall(f"PUT /v2/{name}/manifests/v1 HTTP/1.1\r\nHost: {server.host}\r\n"
+                 "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+                 f"Content-Length: {length}\r\n\r\n".encode())
+
+
+def test_a_client_may_have_only_so_many_body_bytes_kept_at_once(tmp_path, processes):
+    kib = 1024
+    server = _start(tmp_path, max_client_buffer=128 * kib)
+    processes.append(server)
+    with _connect(server) as first, _connect(server) as second:
+        _send_manifest_headers(first, server, "a/one", 100 * kib)
+        first.sendall(b"{" * (80 * kib))
+        # The first body is kept while it arrives; the second would pass the allowance.
+        _send_manifest_headers(second, server, "a/two", 100 * kib)
+        second.sendall(b"{" * (60 * kib))
+        second.settimeout(10)
+        answer = second.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 429 "), answer[:300]
+        assert b"\r\nRetry-After: 1\r\n" in answer
+        assert b'"TOOMANYREQUESTS"' in answer
+        # Another address has its own allowance.
+        with _connect(server, "127.0.0.2") as other:
+            _send_manifest_headers(other, server, "a/three", 100 * kib)
+            other.sendall(b"{" * (100 * kib))
+            other.settimeout(10)
+            assert other.recv(65536).startswith(b"HTTP/1.1 400 ")  # not a manifest
+        first.sendall(b"{" * (20 * kib))
+        first.settimeout(10)
+        assert first.recv(65536).startswith(b"HTTP/1.1 400 ")
+    # Once the first is over, its bytes are given back.
+    with _connect(server) as third:
+        _send_manifest_headers(third, server, "a/four", 100 * kib)
+        third.sendall(b"{" * (100 * kib))
+        third.settimeout(10)
+        assert third.recv(65536).startswith(b"HTTP/1.1 400 ")

@@ -12,7 +12,7 @@ out a 10-second timeout before falling back to HTTP. It closes a connection
 whose request line and headers take longer than the header timeout: the idle
 timeout alone is reset by every byte, so a client sending one byte every few
 seconds would hold the connection for ever. `RegistrySite` refuses
-connections past its `ConnectionLimits` with a 503.
+connections past its `ClientLimits` with a 503.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class RegistryRequest(Request):
             # Checked before a byte of the body is kept.
             _BodyGuard(channel.site.access, self),
             self.answer_early,
+            channel.site.allowance(channel.client),
         )
         channel.site.request_started(self, isinstance(self.content, UploadBody))
 
@@ -161,6 +162,26 @@ class RegistryRequest(Request):
             self.channel.loseConnection()
 
 
+class _Allowance:
+    """A client's share of `kept`: at most `limit` bytes."""
+
+    def __init__(self, kept: Counter[str], client: str, limit: int) -> None:
+        self._kept = kept
+        self._client = client
+        self._limit = limit
+
+    def take(self, size: int) -> bool:
+        if self._kept[self._client] + size > self._limit:
+            return False
+        self._kept[self._client] += size
+        return True
+
+    def give(self, size: int) -> None:
+        self._kept[self._client] -= size
+        if self._kept[self._client] <= 0:
+            del self._kept[self._client]
+
+
 class _BodyGuard:
     """The `streaming.UploadGuard` of one request: what it may send, asked of `access`."""
 
@@ -184,8 +205,8 @@ class _BodyGuard:
 
 
 @attrs.frozen
-class ConnectionLimits:
-    """How many connections a site serves, and how long a request's headers may take."""
+class ClientLimits:
+    """What a site allows its clients: connections, time for headers, bodies kept."""
 
     #: Open connections in all...
     total: int = 1024
@@ -193,9 +214,11 @@ class ConnectionLimits:
     per_client: int = 128
     #: Seconds from a request's first byte to the end of its headers; 0: no limit.
     header_timeout: float = 30.0
+    #: Bytes of request bodies (manifests, forms) one client address may have kept at once.
+    client_buffer: int = 16 * 1024 * 1024
 
 
-DEFAULT_LIMITS = ConnectionLimits()
+DEFAULT_LIMITS = ClientLimits()
 
 #: Seconds a client refused for the connection limits is asked to wait.
 RETRY_AFTER = 1
@@ -297,7 +320,7 @@ class RegistrySite(Site):
         registry: Registry,
         observers: Iterable[RequestObserver] = (),
         access: RequestAccess | None = None,
-        limits: ConnectionLimits = DEFAULT_LIMITS,
+        limits: ClientLimits = DEFAULT_LIMITS,
         **kwargs,
     ) -> None:
         super().__init__(resource, requestFactory=RegistryRequest, **kwargs)
@@ -307,6 +330,8 @@ class RegistrySite(Site):
         #: Open connections, in all and by client address.
         self.connections = 0
         self._by_client: Counter[str] = Counter()
+        #: Bytes of request bodies kept, by client address.
+        self._kept: Counter[str] = Counter()
         self._observers = tuple(observers)
         #: Each request in flight, and a Deferred that fires once it is over.
         self._in_flight: dict[RegistryRequest, Deferred] = {}
@@ -335,6 +360,10 @@ class RegistrySite(Site):
             self._by_client[channel.client] -= 1
             if not self._by_client[channel.client]:
                 del self._by_client[channel.client]
+
+    def allowance(self, client: str | None) -> _Allowance:
+        """The `streaming.Allowance` of `client` (None: UNIX socket clients, all together)."""
+        return _Allowance(self._kept, client or "", self.limits.client_buffer)
 
     def log(self, request: Request) -> None:
         # The access log is an observer of the requests (ocireg.requestlog),

@@ -29,6 +29,7 @@ from ocireg.errors import (
     DIGEST_INVALID,
     SIZE_INVALID,
     TOO_LARGE,
+    TOO_MANY_REQUESTS,
     UNAVAILABLE,
     RegistryError,
 )
@@ -130,33 +131,48 @@ class BufferedBody:
 Refuse = Callable[[RegistryError], None]
 
 
+class Allowance(Protocol):
+    """Bytes of kept bodies a client may have at once."""
+
+    def take(self, size: int) -> bool:
+        """Hold `size` more bytes, if the client may; False (holding nothing) if not."""
+
+    def give(self, size: int) -> None:
+        """Let go of `size` held bytes."""
+
+
 class GuardedBody(BufferedBody):
-    """A small body kept only once `check` allows the request.
+    """A small body kept only once `check` (if any) allows the request, within `allowance`.
 
     While `check` runs, at most `EARLY_LIMIT` bytes are read before the socket
-    pauses. When it refuses (or the body is too large), `refuse` answers at
-    once, before the body is read, and what arrives of it is discarded.
+    pauses. When it refuses, or the body is too large, or the client already
+    has its allowance's worth of bodies kept, `refuse` answers at once, before
+    the body is read, and what arrives of it is discarded.
     """
 
     def __init__(
         self,
-        check: Callable[[], Awaitable[object]],
+        check: Callable[[], Awaitable[object]] | None,
         limit: int,
         length: int | None,
         transport: IPushProducer,
         refuse: Refuse,
+        allowance: Allowance,
     ) -> None:
         super().__init__(limit, length)
         self._transport = transport
         self._refuse = refuse
-        self._allowed = False
+        self._allowance = allowance
+        #: Bytes held from the allowance.
+        self._held = 0
+        self._allowed = check is None
         self.refused = False
         self._paused = False
         #: Set by the request once the whole body has arrived.
         self.complete = False
         if self.too_large:
             self._refused_with(self._too_large())
-        else:
+        elif check is not None:
             Deferred.fromCoroutine(self._check(check))
 
     def _too_large(self) -> RegistryError:
@@ -178,19 +194,31 @@ class GuardedBody(BufferedBody):
         if self.refused:
             return
         self.refused = True
-        self._buffer.close()
+        self.close()
         self._buffer = io.BytesIO()
         self._refuse(error)
 
     def write(self, data: bytes) -> None:
         if self.refused:
             return
+        if not self._allowance.take(len(data)):
+            self._refused_with(RegistryError(
+                TOO_MANY_REQUESTS, "too many request bodies from this address at once",
+                headers={"Retry-After": "1"},
+            ))
+            return
+        self._held += len(data)
         super().write(data)
         if self.too_large:
             self._refused_with(self._too_large())
         elif not self._allowed and self._size > EARLY_LIMIT and not self._paused:
             self._paused = True
             self._transport.pauseProducing()
+
+    def close(self) -> None:
+        super().close()
+        self._allowance.give(self._held)
+        self._held = 0
 
     def _resume(self) -> None:
         if self._paused:
@@ -399,14 +427,16 @@ def route_body(
     transport: IPushProducer,
     guard: UploadGuard,
     refuse: Refuse,
+    allowance: Allowance,
 ):
     """The sink for the body of a request `method target` with these headers.
 
     An upload body is written only once `guard` allows it; until then its
     chunks wait in memory (the socket paused past the high water mark), and
     when it refuses they are discarded. A manifest or management body is
-    kept only once `guard` allows it; a refusal goes to `refuse`, which
-    answers before the body is read.
+    kept only once `guard` allows it, and every kept body within the
+    client's `allowance`; a refusal goes to `refuse`, which answers before
+    the body is read.
     """
     path, _, query = target.decode("latin-1").partition("?")
     path = unquote(path)
@@ -428,14 +458,14 @@ def route_body(
         return RefusedBody(e)
     if method == b"PUT" and (match := _MANIFEST.match(path)):
         name = match.group("name")
-        return GuardedBody(
-            lambda: guard.may_put_manifest(name), MAX_MANIFEST_SIZE, length, transport, refuse
-        )
+        return GuardedBody(lambda: guard.may_put_manifest(name), MAX_MANIFEST_SIZE, length,
+                           transport, refuse, allowance)
     if path.startswith("/api/"):
-        return GuardedBody(guard.may_manage, MAX_MANIFEST_SIZE, length, transport, refuse)
+        return GuardedBody(guard.may_manage, MAX_MANIFEST_SIZE, length, transport, refuse,
+                           allowance)
     if path.startswith("/v2/"):
         return DiscardedBody()
-    return BufferedBody(SMALL_BODY_LIMIT, length)
+    return GuardedBody(None, SMALL_BODY_LIMIT, length, transport, refuse, allowance)
 
 
 def _chunk_body(
