@@ -7,12 +7,14 @@ senders of large bodies leaves the server's memory where it was.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import bcrypt
 import pytest
 
 from tests.api_helpers import make_image
@@ -36,9 +38,12 @@ def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
-def auth_config(tmp_path, extra: str = "") -> str:
-    """A config file turning authentication on with the test users and rules."""
-    lines = [f"auth_htpasswd = {json.dumps(str(write_htpasswd(tmp_path / 'htpasswd')))}", extra]
+def auth_config(tmp_path, users: str = "") -> str:
+    """A config file turning authentication on with the test users and rules, and `users`
+    (htpasswd lines)."""
+    htpasswd = write_htpasswd(tmp_path / "htpasswd")
+    htpasswd.write_text(htpasswd.read_text() + users)
+    lines = [f"auth_htpasswd = {json.dumps(str(htpasswd))}"]
     lines.append("[auth_groups]")
     lines += [f"{group} = {_toml_list(users)}" for group, users in GROUPS.items()]
     for rule in RULES:
@@ -188,3 +193,35 @@ def test_a_hundred_anonymous_large_manifest_puts_leave_memory_where_it_was(auth_
     # Unfixed, the bodies were kept: +400 MiB at the peak, +300 MiB for good.
     assert peak - before < 48 * MIB, f"peak {(peak - before) / MIB:.0f} MiB over {before / MIB:.0f}"
     assert after - before < 16 * MIB, f"kept {(after - before) / MIB:.0f} MiB"
+
+
+def test_uploads_waiting_for_a_slow_login_keep_little_of_their_bodies(tmp_path):
+    """While a bcrypt check runs, an upload body is not read ahead into memory."""
+    # bcrypt cost 12: each check takes a noticeable time, and they queue.
+    slow = f"slow:{bcrypt.hashpw(b'slow-pw', bcrypt.gensalt(12)).decode()}\n"
+    server = RegistryProcess(tmp_path / "data").start("--config", auth_config(tmp_path, slow))
+    try:
+        pid = server.process.pid
+        body = b"x" * (8 * MIB)
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+
+        def upload(i: int, who: str = "slow") -> int:
+            status, _, answer = _request(
+                server, "POST", f"/v2/{who}/app{i}/blobs/uploads/?digest={digest}", body,
+                {"Authorization": basic(who, f"{who}-pw"),
+                 "Content-Type": "application/octet-stream"},
+            )
+            return status
+
+        # Warm up as another user: a login that succeeded is remembered, and
+        # slow's must each wait for bcrypt.
+        assert upload(-1, "alice") == 201
+        before = _status_kib(pid, "VmRSS") * 1024
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(upload, range(8), timeout=120))
+        peak = _status_kib(pid, "VmHWM") * 1024
+    finally:
+        server.stop()
+    assert statuses == [201] * 8
+    # Unfixed, each waiting upload read up to 8 MiB ahead: +64 MiB.
+    assert peak - before < 40 * MIB, f"peak {(peak - before) / MIB:.0f} MiB over the baseline"

@@ -52,7 +52,7 @@ UPLOAD_READ_SIZE = 1024 * 1024
 #: is not given back to the system, so a burst of large manifests would leave
 #: the process that much larger for good.
 SPOOL_OVER = 64 * 1024
-#: Bytes of a guarded body read while its check runs, before the socket pauses.
+#: Bytes of a body read while its sender is checked, before the socket pauses.
 EARLY_LIMIT = 64 * 1024
 #: The largest body a request outside the registry and management APIs (the
 #: token endpoint's form) may send.
@@ -243,9 +243,10 @@ class UploadBody:
     """A blob upload body, streamed into an upload file as it arrives.
 
     `open_upload` runs as soon as the headers are in; chunks that arrive
-    before it is done wait in memory (with the socket paused past the high
-    water mark). If it fails, the rest of the body is read and discarded, and
-    the handler reports the error.
+    before it is done (the caller's credentials may wait for a bcrypt check)
+    wait in memory, the socket paused past `EARLY_LIMIT` bytes. If it fails,
+    the rest of the body is read and discarded, and the handler reports the
+    error.
     """
 
     def __init__(
@@ -256,10 +257,6 @@ class UploadBody:
         expected_length: int | None = None,
     ) -> None:
         self._transport = transport
-        if hasattr(transport, "bufferSize"):
-            # A TCP transport (a TLS one ignores it); the connection keeps it for
-            # its later requests, harmlessly: a read returns what is there.
-            transport.bufferSize = UPLOAD_READ_SIZE
         self._release = release
         self.received = 0
         #: What the chunk's Content-Range says it holds; bytes past it are not kept.
@@ -286,6 +283,11 @@ class UploadBody:
             self._early = []
             self._resume()
         else:
+            if hasattr(self._transport, "bufferSize"):
+                # A TCP transport (a TLS one ignores it); the connection keeps it for
+                # its later requests, harmlessly: a read returns what is there. Only
+                # now: a sender not yet allowed is read in small pieces.
+                self._transport.bufferSize = UPLOAD_READ_SIZE
             self._start = self._upload.size
             for chunk in self._early:
                 self._upload.append(chunk)
@@ -314,7 +316,7 @@ class UploadBody:
         if self._upload is None:
             self._early.append(data)
             self._early_size += len(data)
-            if self._early_size > HIGH_WATER:
+            if self._early_size > EARLY_LIMIT:
                 self._pause()
             return
         self._upload.append(data)
