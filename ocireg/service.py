@@ -244,6 +244,7 @@ class RegistryService(MultiService):
                 self._config.header_timeout, self._config.max_client_buffer,
             ),
         )
+        self.metrics.add_collector(site.figures)
         if self._listeners:
             for listener in self._listeners:
                 port = adopt(self._reactor, listener, site)

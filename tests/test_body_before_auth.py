@@ -193,6 +193,20 @@ def test_a_hundred_anonymous_large_manifest_puts_leave_memory_where_it_was(auth_
     # Unfixed, the bodies were kept: +400 MiB at the peak, +300 MiB for good.
     assert peak - before < 48 * MIB, f"peak {(peak - before) / MIB:.0f} MiB over {before / MIB:.0f}"
     assert after - before < 16 * MIB, f"kept {(after - before) / MIB:.0f} MiB"
+    _, _, metrics = _request(auth_process, "GET", "/metrics",
+                             headers={"Authorization": basic("root", "root-pw")})
+    assert b"\nocireg_requests_refused_before_body 101.0\n" in metrics
+
+
+def test_a_token_request_body_past_64_kib_is_refused_before_it_is_sent(auth_process):
+    with socket.create_connection(("127.0.0.1", auth_process.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /token HTTP/1.1\r\nHost: {auth_process.host}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {LARGE}\r\n\r\n".encode()
+        )
+        status, _, body = _read_response(sock)
+    assert status == 413, body
 
 
 def test_uploads_waiting_for_a_slow_login_keep_little_of_their_bodies(tmp_path):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.request
 from contextlib import ExitStack
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import RegistryProcess, wait_for
 
@@ -56,6 +58,13 @@ def _get(sock: socket.socket, server: RegistryProcess, path: str = "/healthz") -
     return head + b"\r\n\r\n" + body
 
 
+def _metric(server: RegistryProcess, name: str) -> float:
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return next(sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name == name)
+
+
 def _assert_busy(answer: bytes) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 "), answer[:200]
@@ -86,6 +95,7 @@ def test_a_client_past_its_connection_limit_is_refused_with_503_others_are_not(
                 return b" 200 " in _read_all(again).split(b"\r\n")[0]
 
         wait_for(served, "a connection to be served once one closed", 10)
+    assert _metric(server, "ocireg_connections_refused") == 1
 
 
 def test_connections_past_the_total_limit_are_refused_whoever_opens_them(tmp_path, processes):
@@ -127,6 +137,7 @@ def test_a_client_trickling_its_headers_is_cut_off_after_the_header_timeout(
         elapsed = time.monotonic() - started
     assert elapsed < 5, f"the connection stayed open {elapsed:.1f} s"
     assert received == b"" or received.startswith(b"HTTP/1.1 408 "), received
+    assert _metric(server, "ocireg_header_timeouts") == 1
 
 
 def test_a_slow_upload_body_and_an_idle_keep_alive_connection_outlast_the_header_timeout(

@@ -127,6 +127,7 @@ class RegistryRequest(Request):
                 or channel.transport is None):
             return
         self._answered_at = self.received
+        channel.site.answered_early += 1
         # Sent after this answer, a 100 Continue would invite the body for nothing.
         self.requestHeaders.removeHeader(b"expect")
         self.setResponseCode(error.status)
@@ -299,6 +300,7 @@ class RegistryChannel(HTTPChannel):
 
     def _headers_too_slow(self) -> None:
         self._header_call = None
+        self.site.header_timeouts += 1
         _log.info("closing the connection of {client}: its request headers took over "
                   "{timeout} s", client=self.client, timeout=self.header_timeout)
         self.transport.write(
@@ -332,6 +334,11 @@ class RegistrySite(Site):
         self._by_client: Counter[str] = Counter()
         #: Bytes of request bodies kept, by client address.
         self._kept: Counter[str] = Counter()
+        #: Since start: connections refused past the limits, connections whose
+        #: headers took too long, requests answered before their body was read.
+        self.refused = 0
+        self.header_timeouts = 0
+        self.answered_early = 0
         self._observers = tuple(observers)
         #: Each request in flight, and a Deferred that fires once it is over.
         self._in_flight: dict[RegistryRequest, Deferred] = {}
@@ -343,6 +350,7 @@ class RegistrySite(Site):
         if self.connections >= self.limits.total or (
             client is not None and self._by_client[client] >= self.limits.per_client
         ):
+            self.refused += 1
             return _Refused()
         channel = super().buildProtocol(addr)
         channel.client = client
@@ -360,6 +368,19 @@ class RegistrySite(Site):
             self._by_client[channel.client] -= 1
             if not self._by_client[channel.client]:
                 del self._by_client[channel.client]
+
+    def figures(self) -> list[tuple[str, str, float]]:
+        """(name, help, value) of the connections and what the limits refused, for /metrics."""
+        return [
+            ("ocireg_connections_open", "Open connections on the API endpoints.",
+             self.connections),
+            ("ocireg_connections_refused", "Connections refused past max_connections or "
+             "max_client_connections.", self.refused),
+            ("ocireg_header_timeouts", "Connections closed because a request's headers took "
+             "over header_timeout.", self.header_timeouts),
+            ("ocireg_requests_refused_before_body", "Requests refused (401, 403, 413, 429) "
+             "before their body was read.", self.answered_early),
+        ]
 
     def allowance(self, client: str | None) -> _Allowance:
         """The `streaming.Allowance` of `client` (None: UNIX socket clients, all together)."""
