@@ -254,8 +254,10 @@ class RegistryChannel(HTTPChannel):
     #: Set by the site: where this connection comes from, and the header timeout.
     client: str | None = None
     header_timeout: float = 0
-    #: Between requests: the next byte starts a request line, and the header timer.
+    #: Between requests: the next byte starts a request line, and the header clock.
     _awaiting_request = True
+    #: A request's first byte has arrived, its headers have not all.
+    _in_headers = False
     _header_call = None
 
     def connectionMade(self) -> None:
@@ -275,11 +277,14 @@ class RegistryChannel(HTTPChannel):
                 return
         if self._awaiting_request and data:
             self._awaiting_request = False
-            if self.header_timeout:
-                self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
+            self._in_headers = True
         super().dataReceived(data)
+        # Most requests' headers come in one read: a timer only for those that do not.
+        if self._in_headers and self._header_call is None and self.header_timeout:
+            self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
 
     def allHeadersReceived(self) -> None:
+        self._in_headers = False
         self._stop_header_timer()
         super().allHeadersReceived()
 
