@@ -149,7 +149,18 @@ def _request(server: RegistryProcess, method: str, path: str, body: bytes = b"",
         conn.close()
 
 
-def test_an_allowed_manifest_put_still_works(auth_process):
+@pytest.fixture
+def auth_process_on_each_backend(tmp_path, database):
+    extra = ("--database", database) if database else ()
+    server = RegistryProcess(tmp_path / "data").start("--config", auth_config(tmp_path), *extra)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_allowed_manifest_put_still_works(auth_process_on_each_backend):
+    auth_process = auth_process_on_each_backend
     alice = {"Authorization": basic("alice", "alice-pw")}
     image = make_image(layers=1)
     for digest, data in image.blobs.items():
