@@ -140,6 +140,23 @@ def test_a_client_trickling_its_headers_is_cut_off_after_the_header_timeout(
     assert _metric(server, "ocireg_header_timeouts") == 1
 
 
+def test_a_partial_request_behind_a_complete_one_is_cut_off_after_the_header_timeout(
+    tmp_path, processes
+):
+    server = _start(tmp_path, header_timeout=1)
+    processes.append(server)
+    with _connect(server) as sock:
+        # One read: a whole request, then the start of the next.
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {server.host}\r\n\r\n"
+                     "GET /healthz HTTP/1.1\r\nHo".encode())
+        started = time.monotonic()
+        received = _read_all(sock)
+        elapsed = time.monotonic() - started
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert b"HTTP/1.1 408 " in received
+    assert elapsed < 5, f"the connection stayed open {elapsed:.1f} s"
+
+
 def test_a_slow_upload_body_and_an_idle_keep_alive_connection_outlast_the_header_timeout(
     tmp_path, processes
 ):

@@ -276,12 +276,22 @@ class RegistryChannel(HTTPChannel):
                 self.transport.loseConnection()
                 return
         if self._awaiting_request and data:
-            self._awaiting_request = False
-            self._in_headers = True
+            self._request_begins()
         super().dataReceived(data)
         # Most requests' headers come in one read: a timer only for those that do not.
         if self._in_headers and self._header_call is None and self.header_timeout:
             self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
+
+    def lineReceived(self, line: bytes) -> None:
+        # A request that ended while its read was parsed: the next one begins
+        # in the same read, without another call of dataReceived.
+        if self._awaiting_request:
+            self._request_begins()
+        super().lineReceived(line)
+
+    def _request_begins(self) -> None:
+        self._awaiting_request = False
+        self._in_headers = True
 
     def allHeadersReceived(self) -> None:
         self._in_headers = False
