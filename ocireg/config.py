@@ -194,6 +194,18 @@ class Config:
     log_format: str = attrs.field(default="text", validator=_one_of("log_format", LOG_FORMATS))
     #: Seconds a stop lets requests in flight finish before cutting them off.
     shutdown_timeout: float = attrs.field(default=30, validator=_seconds("shutdown_timeout"))
+    #: Open connections each process serves on `listen`; more are refused with 503.
+    max_connections: int = attrs.field(default=1024, validator=_positive("max_connections"))
+    #: Of those, from one client address.
+    max_client_connections: int = attrs.field(
+        default=128, validator=_positive("max_client_connections")
+    )
+    #: Seconds a request's line and headers may take from their first byte; 0: no limit.
+    header_timeout: float = attrs.field(default=30, validator=_seconds("header_timeout"))
+    #: Bytes of request bodies (manifests, forms) one client address may have kept at once.
+    max_client_buffer: int = attrs.field(
+        default=16 * 1024 * 1024, validator=_whole_number("max_client_buffer", 64 * 1024)
+    )
     #: Repositories the push and pull metrics name one by one; the rest are "other".
     metrics_repositories: int = attrs.field(
         default=100, validator=_whole_number("metrics_repositories", 1)

@@ -24,7 +24,7 @@ from ocireg.api.management import ManagementAPI
 from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
-from ocireg.api.site import RegistrySite
+from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.cache import ReadCache
@@ -53,23 +53,29 @@ def build_site(
     access: RequestAccess | None = None,
     token_path: str = "/token",
     housekeeping: Housekeeping | None = None,
+    limits: ClientLimits = DEFAULT_LIMITS,
 ) -> RegistrySite:
     """The web site: `/v2/` for the registry API, `/api/v1/` for management.
 
     `extra` maps further first path segments (`healthz`, `metrics`) to their apps.
-    With `access` authenticating, the management API is for admins only, and
-    the token endpoint is served at `token_path` when ocireg issues tokens.
+    With `access` authenticating, the management API and `/metrics` are for
+    admins only, and the token endpoint is served at `token_path` when ocireg
+    issues tokens.
     """
     access = access or RequestAccess(OpenAuthoriser())
     extra = dict(extra or {})
     management = ManagementAPI(registry, housekeeping).resource()
     if access.enabled:
         management = AdminOnly(management, access)
+        if b"metrics" in extra:
+            # Its labels name repositories, private ones too. /healthz and
+            # /readyz tell nothing of the content and stay open for probes.
+            extra[b"metrics"] = AdminOnly(extra[b"metrics"], access)
         if access.authoriser.issues_tokens:
             token_api = TokenAPI(access, token_path, reactor or _default_reactor())
             extra[token_path.split("/")[1].encode()] = token_api.resource()
     root = _Root(RegistryAPI(registry, access).resource(), management, extra)
-    return RegistrySite(root, registry, observers, access=access, reactor=reactor)
+    return RegistrySite(root, registry, observers, access=access, limits=limits, reactor=reactor)
 
 
 def _default_reactor():
@@ -285,7 +291,12 @@ class RegistryService(MultiService):
             self._registry, on_main, (self._request_log, self.metrics), self._reactor,
             RequestAccess(self._auth.authoriser), self._config.auth_token_path,
             self.housekeeping,
+            ClientLimits(
+                self._config.max_connections, self._config.max_client_connections,
+                self._config.header_timeout, self._config.max_client_buffer,
+            ),
         )
+        self.metrics.add_collector(site.figures)
         if self._listeners:
             for listener in self._listeners:
                 port = adopt(self._reactor, listener, site)

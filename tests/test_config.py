@@ -39,6 +39,10 @@ def test_command_line_overrides_the_file(tmp_path):
         ("min_free_space = '100%'\n", "min_free_space"),
         ("min_free_space = -1\n", "min_free_space"),
         ("min_free_space = 1.5\n", "min_free_space"),
+        ("max_connections = 0\n", "max_connections"),
+        ("max_client_connections = '8'\n", "max_client_connections"),
+        ("header_timeout = -1\n", "header_timeout"),
+        ("max_client_buffer = 1000\n", "max_client_buffer"),
     ],
 )
 def test_bad_file_is_refused_with_the_setting_named(tmp_path, text, message):

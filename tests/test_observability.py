@@ -14,13 +14,18 @@ import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor
 from twisted.logger import Logger, LogPublisher
 
 from ocireg.api.observe import RequestRecord
+from ocireg.config import Config
 from ocireg.logoutput import LogOutput
 from ocireg.metrics import OTHER, RegistryMetrics
 from ocireg.requestlog import RequestLog
+from ocireg.service import RegistryService
 from tests.api_helpers import make_image, push_image
+from tests.auth_helpers import GROUPS, RULES, anonymous, user, write_htpasswd
+from tests.conftest import InProcessServer
 from tests.support import RegistryProcess, free_port, twistd_command, wait_for
 
 MANIFEST_ROUTE = "/v2/<path:name>/manifests/<reference>"
@@ -86,6 +91,49 @@ async def test_metrics_after_a_push_count_it_by_route_template_and_repository(se
     # Routes are templates: no label carries a raw path or a digest.
     routes = {dict(labels).get("route") for (_, labels) in samples} - {None}
     assert all("team/app" not in r and "sha256:" not in r for r in routes), routes
+
+
+@pytest_twisted.async_yield_fixture
+async def auth_server(tmp_path):
+    config = Config(
+        listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"),
+        auth_htpasswd=str(write_htpasswd(tmp_path / "htpasswd")), auth_rules=RULES,
+        auth_groups=GROUPS,
+    )
+    service = RegistryService(config, reactor)
+    service.startService()
+    ports = await service.ready
+    try:
+        yield InProcessServer(service, ports[0])
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_auth_on_metrics_on_the_api_port_are_for_admins_only(auth_server):
+    await push_image(user(auth_server, "alice"), "secret/plans", make_image(layers=1), "v1")
+
+    response = await anonymous(auth_server).request("GET", "/metrics")
+    body = await response.content()
+    assert response.code == 401, body
+    assert json.loads(body)["error"]["code"] == "UNAUTHORIZED"
+    assert response.headers.getRawHeaders("WWW-Authenticate")
+    assert b"secret/plans" not in body
+
+    response = await user(auth_server, "alice").request("GET", "/metrics")
+    body = await response.content()
+    assert response.code == 403, body
+    assert b"secret/plans" not in body
+
+    response = await user(auth_server, "root").request("GET", "/metrics")
+    samples = _samples((await response.content()).decode())
+    assert response.code == 200
+    assert _value(samples, "ocireg_pushes_total", repository="secret/plans") == 1
+
+    for probe in ("/healthz", "/readyz"):
+        response = await anonymous(auth_server).request("GET", probe)
+        assert response.code == 200, (probe, await response.content())
+        await response.content()
 
 
 def _record(repository: str, method: str = "PUT", reference: str = "v1") -> RequestRecord:

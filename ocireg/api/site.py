@@ -1,36 +1,57 @@
 """The twisted.web pieces under the Klein app: site, request and channel.
 
 `RegistryRequest` hands each body to `streaming.route_body` instead of
-spooling it, and marks every response with the registry API version.
+spooling it, answers a request refused before its body is read
+(`answer_early`), and marks every response with the registry API version.
 `RegistrySite` keeps the requests in flight, so a stop can let them finish
 (or cut them off after a timeout), and tells its observers (the access log,
 the metrics) about each one as it ends.
 `RegistryChannel` answers a TLS handshake on a plain-HTTP port at once:
 Go clients (docker, podman, skopeo) try TLS first and would otherwise wait
-out a 10-second timeout before falling back to HTTP.
+out a 10-second timeout before falling back to HTTP. It closes a connection
+whose request line and headers take longer than the header timeout: the idle
+timeout alone is reset by every byte, so a client sending one byte every few
+seconds would hold the connection for ever. `RegistrySite` refuses
+connections past its `ClientLimits` with a 503.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterable
 
+import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ocireg.api.auth import RequestAccess
 from ocireg.api.observe import RequestObserver, record_of
-from ocireg.api.streaming import UploadBody, route_body
+from ocireg.api.streaming import GuardedBody, UploadBody, route_body
 from ocireg.auth.authoriser import OpenAuthoriser
+from ocireg.auth.permissions import PUSH
+from ocireg.errors import UNAVAILABLE, RegistryError
+from ocireg.manifest import MAX_MANIFEST_SIZE
 from ocireg.registry import Registry
 
 _log = Logger()
 
 #: The first byte of a TLS handshake record.
 _TLS_HANDSHAKE = 0x16
+
+#: A request answered before its body was read may go on sending that body (read
+#: and discarded, so that the client reads the answer rather than a reset
+#: connection) for this many seconds and bytes; then its connection is closed.
+DRAIN_TIMEOUT = 10.0
+DRAIN_LIMIT = MAX_MANIFEST_SIZE
 
 
 class RegistryRequest(Request):
@@ -39,6 +60,11 @@ class RegistryRequest(Request):
     received = 0
     #: Fires once a cut-off upload has kept the bytes it received.
     kept: Deferred | None = None
+    #: The body length the headers announced (None: chunked).
+    _length: int | None = None
+    #: Body bytes received when the request was answered early (None: it was not).
+    _answered_at: int | None = None
+    _drain_call = None
 
     def gotLength(self, length: int | None) -> None:
         # The request line is only known from the channel's private fields
@@ -47,6 +73,7 @@ class RegistryRequest(Request):
         # Known now, so that a request cut off mid-body is logged with them;
         # requestReceived sets them again once the body is in.
         self.method, self.uri = channel._command, channel._path
+        self._length = length
         self.content = route_body(
             channel.site.registry,
             channel._command,
@@ -54,33 +81,191 @@ class RegistryRequest(Request):
             self.requestHeaders,
             length,
             channel.transport,
-            # Checked before a byte of an upload body is kept.
-            channel.site.access.upload_guard(self),
+            # Checked before a byte of the body is kept.
+            _BodyGuard(channel.site.access, self),
+            self.answer_early,
+            channel.site.allowance(channel.client),
         )
         channel.site.request_started(self, isinstance(self.content, UploadBody))
 
     def handleContentChunk(self, data: bytes) -> None:
         self.received += len(data)
         super().handleContentChunk(data)
+        if self._answered_at is not None and self.received - self._answered_at > DRAIN_LIMIT:
+            self._close()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self._body_complete = True
-        if isinstance(self.content, UploadBody):
+        if isinstance(self.content, UploadBody | GuardedBody):
             self.content.complete = True
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason) -> None:
+        if self._drain_call is not None and self._drain_call.active():
+            self._drain_call.cancel()
         if not self._body_complete and isinstance(self.content, UploadBody):
             self.kept = self.content.connection_lost()
         super().connectionLost(reason)
 
     def process(self) -> None:
+        if self._answered_at is not None:
+            # Answered before its body was in; the body is drained, nothing is left to say.
+            self._close()
+            return
         self.setHeader(b"Docker-Distribution-API-Version", b"registry/2.0")
         super().process()
+
+    def answer_early(self, error: RegistryError) -> None:
+        """Refuse this request before its body is in: answer `error` now, then close.
+
+        The rest of the body, up to `DRAIN_LIMIT` bytes and `DRAIN_TIMEOUT`
+        seconds, is read and discarded first. Once the body is in (the
+        handler answers then), this does nothing.
+        """
+        channel = self.channel
+        if (self._body_complete or self._answered_at is not None or channel is None
+                or channel.transport is None):
+            return
+        self._answered_at = self.received
+        channel.site.answered_early += 1
+        # Sent after this answer, a 100 Continue would invite the body for nothing.
+        self.requestHeaders.removeHeader(b"expect")
+        self.setResponseCode(error.status)
+        if self.uri.startswith(b"/api/"):
+            # The management API's own error shape.
+            body = json.dumps(
+                {"error": {"code": error.code.name, "message": error.message}}
+            ).encode()
+        else:
+            body = error.to_json()
+        headers = Headers({
+            b"Content-Type": [b"application/json"],
+            b"Content-Length": [str(len(body)).encode()],
+            b"Connection": [b"close"],
+            b"Docker-Distribution-API-Version": [b"registry/2.0"],
+        })
+        for key, value in error.headers.items():
+            headers.setRawHeaders(key, [value])
+        channel.persistent = False
+        channel.writeHeaders(
+            b"HTTP/1.1", str(error.status).encode(), RESPONSES.get(error.status, b"Error"),
+            headers,
+        )
+        channel.write(body)
+        self.sentLength = len(body)
+        if self._length is not None and self._length - self.received > DRAIN_LIMIT:
+            self._close()
+        else:
+            self._drain_call = channel.site.reactor.callLater(DRAIN_TIMEOUT, self._close)
+
+    def _close(self) -> None:
+        if self.channel is not None and self.channel.transport is not None:
+            self.channel.loseConnection()
+
+
+class _Allowance:
+    """A client's share of `kept`: at most `limit` bytes."""
+
+    def __init__(self, kept: Counter[str], client: str, limit: int) -> None:
+        self._kept = kept
+        self._client = client
+        self._limit = limit
+
+    def take(self, size: int) -> bool:
+        if self._kept[self._client] + size > self._limit:
+            return False
+        self._kept[self._client] += size
+        return True
+
+    def give(self, size: int) -> None:
+        self._kept[self._client] -= size
+        if self._kept[self._client] <= 0:
+            del self._kept[self._client]
+
+
+class _BodyGuard:
+    """The `streaming.UploadGuard` of one request: what it may send, asked of `access`."""
+
+    def __init__(self, access: RequestAccess, request: IRequest) -> None:
+        self._access = access
+        self._request = request
+        self._upload = access.upload_guard(request)
+
+    async def may_push(self, name: str) -> str | None:
+        return await self._upload.may_push(name)
+
+    async def may_write(self, name: str, uuid: str) -> None:
+        await self._upload.may_write(name, uuid)
+
+    async def client(self) -> str | None:
+        return await self._upload.client()
+
+    async def may_put_manifest(self, name: str) -> None:
+        await self._access.require(self._request, name, PUSH)
+
+    async def may_manage(self) -> None:
+        if self._access.enabled:
+            await self._access.require_admin(self._request)
+
+
+@attrs.frozen
+class ClientLimits:
+    """What a site allows its clients: connections, time for headers, bodies kept."""
+
+    #: Open connections in all...
+    total: int = 1024
+    #: ...and from one client address (a host; UNIX sockets count in the total only).
+    per_client: int = 128
+    #: Seconds from a request's first byte to the end of its headers; 0: no limit.
+    header_timeout: float = 30.0
+    #: Bytes of request bodies (manifests, forms) one client address may have kept at once.
+    client_buffer: int = 16 * 1024 * 1024
+
+
+DEFAULT_LIMITS = ClientLimits()
+
+#: Seconds a client refused for the connection limits is asked to wait.
+RETRY_AFTER = 1
+
+
+def _busy_response() -> bytes:
+    body = RegistryError(
+        UNAVAILABLE, "too many connections; try again shortly"
+    ).to_json()
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Retry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+        % (RETRY_AFTER, len(body), body)
+    )
+
+
+class _Refused(Protocol):
+    """A connection past the limits: answered 503 at once, and closed."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(_busy_response())
+        self.transport.loseConnection()
+
+
+def _client_of(address: IAddress | None) -> str | None:
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
 
 
 class RegistryChannel(HTTPChannel):
     _first_byte_seen = False
+    #: Set by the site: where this connection comes from, and the header timeout.
+    client: str | None = None
+    header_timeout: float = 0
+    #: Between requests: the next byte starts a request line, and the header clock.
+    _awaiting_request = True
+    #: A request's first byte has arrived, its headers have not all.
+    _in_headers = False
+    _header_call = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.connection_made(self)
 
     def dataReceived(self, data: bytes) -> None:
         if not self._first_byte_seen and data:
@@ -93,7 +278,54 @@ class RegistryChannel(HTTPChannel):
                 )
                 self.transport.loseConnection()
                 return
+        if self._awaiting_request and data:
+            self._request_begins()
         super().dataReceived(data)
+        # Most requests' headers come in one read: a timer only for those that do not.
+        if self._in_headers and self._header_call is None and self.header_timeout:
+            self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
+
+    def lineReceived(self, line: bytes) -> None:
+        # A request that ended while its read was parsed: the next one begins
+        # in the same read, without another call of dataReceived.
+        if self._awaiting_request:
+            self._request_begins()
+        super().lineReceived(line)
+
+    def _request_begins(self) -> None:
+        self._awaiting_request = False
+        self._in_headers = True
+
+    def allHeadersReceived(self) -> None:
+        self._in_headers = False
+        self._stop_header_timer()
+        super().allHeadersReceived()
+
+    def requestDone(self, request) -> None:
+        # Before the parent's: it hands over the next pipelined request's bytes at once.
+        self._awaiting_request = True
+        super().requestDone(request)
+
+    def connectionLost(self, reason) -> None:
+        self._stop_header_timer()
+        self.site.connection_lost(self)
+        super().connectionLost(reason)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_call is not None and self._header_call.active():
+            self._header_call.cancel()
+        self._header_call = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_call = None
+        self.site.header_timeouts += 1
+        _log.info("closing the connection of {client}: its request headers took over "
+                  "{timeout} s", client=self.client, timeout=self.header_timeout)
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        # Closes, and aborts if the client does not let go.
+        self.timeoutConnection()
 
 
 class RegistrySite(Site):
@@ -108,16 +340,69 @@ class RegistrySite(Site):
         registry: Registry,
         observers: Iterable[RequestObserver] = (),
         access: RequestAccess | None = None,
+        limits: ClientLimits = DEFAULT_LIMITS,
         **kwargs,
     ) -> None:
         super().__init__(resource, requestFactory=RegistryRequest, **kwargs)
         self.registry = registry
         self.access = access or RequestAccess(OpenAuthoriser())
+        self.limits = limits
+        #: Open connections, in all and by client address.
+        self.connections = 0
+        self._by_client: Counter[str] = Counter()
+        #: Bytes of request bodies kept, by client address.
+        self._kept: Counter[str] = Counter()
+        #: Since start: connections refused past the limits, connections whose
+        #: headers took too long, requests answered before their body was read.
+        self.refused = 0
+        self.header_timeouts = 0
+        self.answered_early = 0
         self._observers = tuple(observers)
         #: Each request in flight, and a Deferred that fires once it is over.
         self._in_flight: dict[RegistryRequest, Deferred] = {}
         #: Set by `drain`: connections close after their current request.
         self.stopping = False
+
+    def buildProtocol(self, addr: IAddress) -> Protocol:
+        client = _client_of(addr)
+        if self.connections >= self.limits.total or (
+            client is not None and self._by_client[client] >= self.limits.per_client
+        ):
+            self.refused += 1
+            return _Refused()
+        channel = super().buildProtocol(addr)
+        channel.client = client
+        channel.header_timeout = self.limits.header_timeout
+        return channel
+
+    def connection_made(self, channel: RegistryChannel) -> None:
+        self.connections += 1
+        if channel.client is not None:
+            self._by_client[channel.client] += 1
+
+    def connection_lost(self, channel: RegistryChannel) -> None:
+        self.connections -= 1
+        if channel.client is not None:
+            self._by_client[channel.client] -= 1
+            if not self._by_client[channel.client]:
+                del self._by_client[channel.client]
+
+    def figures(self) -> list[tuple[str, str, float]]:
+        """(name, help, value) of the connections and what the limits refused, for /metrics."""
+        return [
+            ("ocireg_connections_open", "Open connections on the API endpoints.",
+             self.connections),
+            ("ocireg_connections_refused", "Connections refused past max_connections or "
+             "max_client_connections.", self.refused),
+            ("ocireg_header_timeouts", "Connections closed because a request's headers took "
+             "over header_timeout.", self.header_timeouts),
+            ("ocireg_requests_refused_before_body", "Requests refused (401, 403, 413, 429) "
+             "before their body was read.", self.answered_early),
+        ]
+
+    def allowance(self, client: str | None) -> _Allowance:
+        """The `streaming.Allowance` of `client` (None: UNIX socket clients, all together)."""
+        return _Allowance(self._kept, client or "", self.limits.client_buffer)
 
     def log(self, request: Request) -> None:
         # The access log is an observer of the requests (ocireg.requestlog),
