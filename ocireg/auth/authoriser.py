@@ -131,14 +131,19 @@ class Authoriser:
         if self.passwords.remembered(user, credentials.password):
             # Right a moment ago: no bcrypt, so nothing for the throttle to guard.
             return Principal(user)
-        attempt = self.throttle.begin(user, address)
-        ok = False
-        try:
-            if attempt.delay:
-                await deferLater(self.clock, attempt.delay)
-            ok = await self.passwords.check(user, credentials.password)
-        finally:
-            attempt.done(ok)
+        shared = self.passwords.pending(user, credentials.password)
+        if shared is not None:
+            # The same pair is being checked already: one attempt, one bcrypt.
+            ok = await shared
+        else:
+            attempt = self.throttle.begin(user, address)
+            ok = False
+            try:
+                if attempt.delay:
+                    await deferLater(self.clock, attempt.delay)
+                ok = await self.passwords.check(user, credentials.password)
+            finally:
+                attempt.done(ok)
         if ok:
             return Principal(user)
         # Never the password: not even a wrong one (it may be a right one mistyped).

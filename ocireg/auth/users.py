@@ -157,6 +157,8 @@ class PasswordChecker:
         self._key = os.urandom(32)
         #: HMAC of (user, password, hash) -> when the success is forgotten.
         self._recent: OrderedDict[bytes, float] = OrderedDict()
+        #: HMAC of (user, password, hash) -> those waiting for that check, under way.
+        self._checking: dict[bytes, list[Deferred]] = {}
 
     def _remembered_key(self, user: str, password: str, hashed: bytes) -> bytes:
         message = b"\0".join((user.encode(), password.encode(), hashed))
@@ -170,6 +172,22 @@ class PasswordChecker:
         key = self._remembered_key(user, password, hashed)
         return self._recent.get(key, 0.0) > self._reactor.seconds()
 
+    def pending(self, user: str, password: str) -> Deferred | None:
+        """A Deferred of the outcome of the same check already under way, else None.
+
+        A client sends its credentials with each of its parallel requests
+        (containers/image uploads six layers at once): they share one bcrypt
+        rather than each queueing its own behind the login bounds.
+        """
+        users = self._users()
+        key = self._remembered_key(user, password, users.hash_of(user) or users.dummy)
+        waiters = self._checking.get(key)
+        if waiters is None:
+            return None
+        shared: Deferred = Deferred()
+        waiters.append(shared)
+        return shared
+
     async def check(self, user: str, password: str) -> bool:
         """Is `password` the password of `user`? Takes as long for unknown users."""
         users = self._users()
@@ -178,15 +196,29 @@ class PasswordChecker:
         now = self._reactor.seconds()
         if hashed is not None and self._recent.get(key, 0.0) > now:
             return True
-        ok = await deferToThreadPool(
-            self._reactor, self._pool, _checkpw, password.encode(), hashed or users.dummy
-        )
+        waiters: list[Deferred] | None = None
+        if key not in self._checking:
+            waiters = self._checking[key] = []
+        try:
+            ok = await deferToThreadPool(
+                self._reactor, self._pool, _checkpw, password.encode(), hashed or users.dummy
+            )
+        except BaseException as e:
+            if waiters is not None:
+                del self._checking[key]
+                for waiter in waiters:
+                    waiter.errback(e)
+            raise
         ok = ok and hashed is not None
         if ok:
-            self._recent[key] = now + self._remember
+            self._recent[key] = self._reactor.seconds() + self._remember
             self._recent.move_to_end(key)
             while len(self._recent) > self._capacity:
                 self._recent.popitem(last=False)
+        if waiters is not None:
+            del self._checking[key]
+            for waiter in waiters:
+                waiter.callback(ok)
         return ok
 
 
