@@ -2,10 +2,10 @@
 
 The text log writes one access-log event per request, and twisted's own
 formatting (`formatEventAsClassicLogText`) parses the event's format string
-and works out the local time zone again for every event: in profiles of
-manifest GETs at log level info, about a sixth of the reactor's time. The
-lines here are the same, byte for byte; only the work is remembered: the
-parse of each format string, and the time stamp of the current second.
+and works out the local time zone again for every event, a large share
+of the reactor's time under load (docs/performance.rst). The lines here
+are the same, byte for byte; only the work is remembered: the parse of
+each format string, and the time stamp of the current second.
 
 Events this does not handle plainly (a failure to append, a field that
 calls, indexes or looks up an attribute, a field the event lacks, legacy

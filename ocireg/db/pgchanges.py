@@ -20,13 +20,13 @@ seconds; until then a process cut off from the database hears nothing.
 Delivery is asynchronous: PostgreSQL hands a notification to the listening
 backend, which writes it to this connection's socket, while the committing
 process already has its COMMIT's answer. `catch_up` reads what has already
-arrived on the socket without waiting (one `poll(2)` with no timeout, ~2 µs,
-when there is nothing), so an answer is only stale if another process's commit
-was answered and a client asked here before PostgreSQL got the notification
-onto this socket. Measured on one busy 2-core host: ~98% of notifications
-were on the listener's socket by the time the committer had its COMMIT's
-answer, the rest within ~5 ms (the listening backend waiting for a CPU).
-Across hosts add the network's latency. That window is not closed.
+arrived on the socket without waiting (one `poll(2)` with no timeout, cheap
+enough to run before every cached answer), so an answer is only stale if
+another process's commit was answered and a client asked here before
+PostgreSQL got the notification onto this socket. On one host that window is
+usually nil and otherwise milliseconds (the listening backend waiting for a
+CPU; docs/performance.rst has the measurement); across hosts add the
+network's latency. That window is not closed.
 """
 
 from __future__ import annotations

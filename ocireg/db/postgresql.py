@@ -53,9 +53,8 @@ and `on_listening_lost`'s callbacks run when it starts to miss them.
 A COMMIT whose connection died under it may have committed: the callbacks
 run for it too. PostgreSQL commits transactions that NOTIFY one at a time
 (a database-wide lock held through the commit, to queue notifications in
-commit order): concurrent writes wait for each other's commit and fsync.
-Pushes (sequential tag PUTs, 16 concurrent clients) measured no slower,
-within a shared 2-core machine's noise.
+commit order): concurrent writes wait for each other's commit and fsync,
+which left pushes no slower in measurements (docs/performance.rst).
 """
 
 from __future__ import annotations
@@ -234,9 +233,8 @@ class _Statements:
     Not txpostgres' `Cursor`: for each statement that one takes the socket
     from the connection's watch and gives it back, registers and unregisters
     it with the reactor for the answer, and hands the answer over a reactor
-    turn later; measured, that doubled a statement's cost (a one-statement
-    read: 175 µs of CPU through txpostgres' cursor, 78 µs here; psycopg2
-    alone, blocking, 37 µs). Here the socket is taken from the connection
+    turn later, which doubled a statement's CPU (docs/performance.rst has
+    the figures). Here the socket is taken from the connection
     once per transaction (`start`, `stop`), stays registered with the
     reactor while the transaction runs, and each answer is handed over as
     soon as it is read.

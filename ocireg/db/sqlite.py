@@ -9,11 +9,11 @@ other processes (backups, `sqlite3` on the command line) in while we write.
 One thread hop per transaction. A whole interaction (BEGIN, its statements,
 COMMIT) runs on the database thread: each `txn.execute` there runs at once
 and returns a fired Deferred, so the interaction's coroutine goes on without
-leaving the thread. Handing every statement to the thread and its result
-back cost two context switches each, and a manifest GET made five. An
-interaction that awaits something else (the blob store's stat of a tag
-write) has the database thread wait for it, as the transaction lock made
-every other transaction wait before.
+leaving the thread, rather than paying two context switches per statement
+to hand it to the thread and its result back. An interaction that awaits
+something else (the blob store's stat of a tag write) has the database
+thread wait for it, and the transactions behind it with it, as they would
+wait for its write lock anyway.
 
 Group commit. Transactions asked for while the thread is busy wait, and go
 to it together: each in a savepoint of its own (a failing one takes back

@@ -55,8 +55,8 @@ def _writeback_starter() -> Callable[[int, int, int], object]:
     """A function(fd, offset, length) that starts writing that range to disk, not waiting.
 
     Linux's sync_file_range (Python has no binding); elsewhere nothing. The
-    commit's fsync then finds little left to write: without it, a 1 GiB blob's
-    dirty pages all waited for that one fsync, half a second of the push.
+    commit's fsync then finds little left to write: without it, a big blob's
+    dirty pages all wait for that one fsync, at the end of the push.
     """
     libc_name = ctypes.util.find_library("c")
     try:
@@ -430,8 +430,8 @@ class UploadFile:
             batch.append(chunk)
             batch_size += len(chunk)
         self._writing = True
-        # The chunks go to the thread as they are: joining them here copied every
-        # byte once more, on the reactor thread.
+        # The chunks go to the thread as they are: joining them here would copy
+        # every byte once more, on the reactor thread.
         d = self._store._run(self._write, batch, batch_size)
         d.addCallbacks(self._written, self._write_failed, callbackArgs=(batch_size,))
 
