@@ -69,7 +69,7 @@ def _assert_busy(answer: bytes) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 "), answer[:200]
     assert b"\r\nRetry-After: 1" in head
-    assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    assert json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
 
 
 def test_a_client_past_its_connection_limit_is_refused_with_503_others_are_not(
