@@ -6,6 +6,7 @@ answers: a test written against the fake then holds for the real store.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 
@@ -19,8 +20,8 @@ from zope.interface.verify import verifyObject
 
 from ocireg.digest import Digest
 from ocireg.interfaces import IBlobStore, IUploadFile, UploadInUse
-from ocireg.storage.filesystem import FilesystemBlobStore
-from ocireg.testing import MemoryBlobStore
+from ocireg.storage.filesystem import FilesystemBlobStore, UploadFile
+from ocireg.testing import MemoryBlobStore, MemoryUploadFile
 
 
 @attrs.define
@@ -85,6 +86,22 @@ async def _read(store: IBlobStore, digest: Digest) -> bytes | None:
 
 def test_it_provides_the_interface(subject):
     assert verifyObject(IBlobStore, subject.store)
+
+
+def _parameters(method) -> list[tuple[str, object, object]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]
+
+
+@pytest.mark.parametrize(
+    ("interface", "real", "fake"),
+    [(IBlobStore, FilesystemBlobStore, MemoryBlobStore),
+     (IUploadFile, UploadFile, MemoryUploadFile)],
+)
+def test_the_fakes_methods_take_the_same_arguments_as_the_real_ones(interface, real, fake):
+    # Stricter than verifyObject, as buildbot checks its fakes: same names, same defaults.
+    for name in interface.names():
+        if inspect.isfunction(getattr(real, name, None)):
+            assert _parameters(getattr(fake, name)) == _parameters(getattr(real, name)), name
 
 
 @pytest_twisted.ensureDeferred
