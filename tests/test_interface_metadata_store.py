@@ -9,6 +9,8 @@ is held to the same interface.
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry
@@ -61,6 +63,18 @@ async def _count(store) -> int:
 
 def test_it_provides_the_interface(store):
     assert verifyObject(IMetadataStore, store)
+
+
+def _parameters(method) -> list[tuple[str, object, object]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]
+
+
+@pytest.mark.parametrize("other", [PostgreSQLMetadataStore, MeasuredMetadataStore])
+def test_every_implementation_takes_the_same_arguments(other):
+    for name in IMetadataStore.names():
+        assert _parameters(getattr(other, name)) == _parameters(
+            getattr(SQLiteMetadataStore, name)
+        ), name
 
 
 @pytest_twisted.ensureDeferred
