@@ -8,7 +8,11 @@ running one behaviour suite against both. Time (when a blob was stored, an
 upload last written) is read from the `IReactorTime` it is given, so a
 `task.Clock` drives garbage collection's and expiry's ages; with
 `write_delay`, an upload's appended bytes are written that many seconds of
-that clock later, so backpressure (`queued`, `drained`) can be watched.
+that clock later, so backpressure (`queued`, `drained`) can be watched. With
+`failing_writes` set (say to `OSError(errno.ENOSPC, ...)`), every write
+fails as a full disk's would: the upload file then reports that error from
+`drained`, `digest`, `truncate` and `close`, and drops what is appended
+after it, as the filesystem store's does.
 
 `memory_metadata_store` opens the real SQLite metadata store on an
 in-memory database: nothing is written to disk and nothing outlives the
@@ -64,12 +68,14 @@ def _answer(f, *args) -> Deferred:
 class MemoryBlobStore:
     """Blobs and uploads in memory; times read from `clock` (see the module).
 
-    `quarantined` holds the bytes `quarantine_blob` moved aside, by digest.
+    `quarantined` holds the bytes `quarantine_blob` moved aside, by digest;
+    while `failing_writes` is set, each write of an upload's bytes fails with it.
     """
 
     def __init__(self, clock: IReactorTime, write_delay: float | None = None) -> None:
         self._clock = clock
         self._write_delay = write_delay
+        self.failing_writes: BaseException | None = None
         self._uploads: dict[str, _Upload] = {}
         self._blobs: dict[Digest, _Blob] = {}
         self.quarantined: dict[Digest, bytes] = {}
@@ -185,11 +191,15 @@ class MemoryUploadFile:
         self.size = len(upload.data)
         self.queued = 0
         self._waiters: list[tuple[int, Deferred]] = []
+        self._failure: BaseException | None = None
         self._closed = False
 
     def append(self, data: bytes) -> None:
         if self._closed:
             raise ValueError("upload file is closed")
+        if self._failure is not None:
+            # A write failed: the upload is lost; its error is reported at close.
+            return
         self.size += len(data)
         if self._store._write_delay is None:
             self._write(bytes(data))
@@ -198,16 +208,30 @@ class MemoryUploadFile:
         self._store._clock.callLater(self._store._write_delay, self._write, bytes(data))
 
     def _write(self, data: bytes) -> None:
-        self._upload.data += data
-        self._upload.written_at = self._store._clock.seconds()
-        if self._store._write_delay is not None:
-            self.queued -= len(data)
-        ready = [(t, d) for t, d in self._waiters if self.queued <= t]
+        if self._failure is not None:
+            # Queued before an earlier write failed: dropped with it.
+            return
+        if self._store.failing_writes is not None:
+            self._failure = self._store.failing_writes
+            self.queued = 0
+        else:
+            self._upload.data += data
+            self._upload.written_at = self._store._clock.seconds()
+            if self._store._write_delay is not None:
+                self.queued -= len(data)
+        ready = [
+            (t, d) for t, d in self._waiters if self._failure is not None or self.queued <= t
+        ]
         self._waiters = [w for w in self._waiters if w not in ready]
         for _, d in ready:
-            d.callback(None)
+            if self._failure is not None:
+                d.errback(self._failure)
+            else:
+                d.callback(None)
 
     def drained(self, threshold: int = 0) -> Deferred:
+        if self._failure is not None:
+            return fail(self._failure)
         if self.queued <= threshold:
             return succeed(None)
         d: Deferred = Deferred()
@@ -235,7 +259,9 @@ class MemoryUploadFile:
             return succeed(None)
         self._closed = True
 
-        def release(_: None) -> None:
+        def release(result: object) -> object:
+            # Released even when a write failed, as closing the file releases its lock.
             self._upload.held = False
+            return result
 
-        return self.drained().addCallback(release)
+        return self.drained().addBoth(release)

@@ -6,6 +6,7 @@ answers: a test written against the fake then holds for the real store.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import time
@@ -375,3 +376,28 @@ async def test_the_fakes_writes_can_lag_by_its_clock():
     assert upload.queued == 0
     assert await digest == Digest.of(b"12345678")
     await upload.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_fakes_failing_writes_fail_the_upload_as_a_full_disk_does():
+    # Only the fake: a real full disk is not at hand. What the filesystem
+    # store's UploadFile does when a write fails: the error from drained,
+    # digest and close, later appends dropped, the upload free again.
+    store = MemoryBlobStore(Clock())
+    await store.create_upload("u")
+    upload = await store.open_upload("u")
+    upload.append(b"kept")
+    store.failing_writes = OSError(errno.ENOSPC, "No space left on device")
+    upload.append(b"lost")
+    upload.append(b"dropped")
+    assert upload.queued == 0
+    for pending in (upload.drained(), upload.digest("sha256")):
+        with pytest.raises(OSError, match="No space"):
+            await pending
+    with pytest.raises(OSError, match="No space"):
+        await upload.close()
+    assert await store.upload_size("u") == 4
+    store.failing_writes = None
+    again = await store.open_upload("u")
+    assert again.size == 4
+    await again.close()
