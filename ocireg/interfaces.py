@@ -34,7 +34,8 @@ class ITransaction(Interface):
     )
 
     def execute(sql: str, params: tuple = ()) -> object:
-        """Run one statement; a Deferred firing with its rows as a list of tuples."""
+        """Run one statement; something to await once (a Deferred on SQLite, a coroutine on
+        PostgreSQL) for its rows as a list of tuples, [] for a statement that returns none."""
 
 
 class UploadInUse(Exception):
@@ -85,7 +86,7 @@ class IMetadataStore(Interface):
         """
 
     def close() -> object:
-        """Close the store; a Deferred that fires when it is closed.
+        """Close the store; something to await once (a coroutine) that ends when it is closed.
 
         Transactions already asked for run to their end first or fail; one
         asked for afterwards fails.
@@ -161,6 +162,10 @@ class IUploadFile(Interface):
 
     Appends are queued and written in order off the reactor thread, so the
     caller can stop reading from the network while `queued` is high.
+
+    `drained` answers a Deferred (the body path adds callbacks to it);
+    `digest`, `truncate` and `close` answer something to await once, a
+    Deferred or a coroutine.
     """
 
     size = Attribute("Bytes appended so far, including those still queued.")
@@ -176,10 +181,13 @@ class IUploadFile(Interface):
         """
 
     def digest(algorithm: str) -> object:
-        """A Deferred of the digest of every byte written so far."""
+        """The digest of every byte written so far, once what is queued is written."""
 
     def truncate(size: int) -> object:
-        """Cut the upload back to its first `size` bytes; a Deferred."""
+        """Cut the upload back to its first `size` bytes, once what is queued is written."""
 
     def close() -> object:
-        """Write what is queued, then close the file; a Deferred."""
+        """Write what is queued, then close the file, letting another writer open it.
+
+        It raises a failed write's error, and closes the file all the same.
+        """
