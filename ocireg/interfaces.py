@@ -34,8 +34,12 @@ class ITransaction(Interface):
     )
 
     def execute(sql: str, params: tuple = ()) -> object:
-        """Run one statement; something to await once (a Deferred on SQLite, a coroutine on
-        PostgreSQL) for its rows as a list of tuples, [] for a statement that returns none."""
+        """Run one statement; await (once) its rows as a list of tuples.
+
+        A statement that returns no rows gives []. What is returned is a
+        Deferred on SQLite and a coroutine on PostgreSQL: await it, add no
+        callbacks.
+        """
 
 
 class UploadInUse(Exception):
