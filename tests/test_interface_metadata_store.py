@@ -26,21 +26,20 @@ from ocireg.interfaces import IMetadataStore, ITransaction
 from ocireg.metrics import MeasuredMetadataStore, RegistryMetrics
 from ocireg.storage.filesystem import FilesystemBlobStore
 from ocireg.testing import MemoryBlobStore, memory_metadata_store
-from tests.databases import TestDatabase, backends
+from tests.databases import backends
 
 _KINDS = [*backends(), "sqlite-memory"] if "sqlite" in backends() else backends()
 
 
 @pytest_twisted.async_yield_fixture(params=_KINDS)
 async def store(request, tmp_path):
-    database = None
     if request.param == "sqlite":
         opened = await SQLiteMetadataStore.open(str(tmp_path / "metadata.sqlite3"), reactor)
     elif request.param == "sqlite-memory":
         opened = await memory_metadata_store(reactor)
     else:
-        database = TestDatabase().create()
-        opened = await PostgreSQLMetadataStore.open(database.dsn, reactor)
+        # conftest's `pg`: a database of the test's own, dropped after it.
+        opened = await PostgreSQLMetadataStore.open(request.getfixturevalue("pg").dsn, reactor)
     changes: list[int] = []
     opened.on_change(lambda: changes.append(1))
     opened.changes = changes
@@ -48,8 +47,6 @@ async def store(request, tmp_path):
         yield opened
     finally:
         await opened.close()
-        if database is not None:
-            database.drop()
 
 
 def _insert(digest: str) -> str:
