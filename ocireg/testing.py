@@ -105,17 +105,42 @@ class MemoryBlobStore:
         return succeed(None if upload is None else len(upload.data))
 
     def commit_upload(self, uuid: str, digest: Digest) -> Deferred:
-        def commit() -> None:
+        def commit() -> bool:
+            blob = self._blobs.get(digest)
+            if blob is not None:
+                # Stored already: freshened, the upload left for delete_upload.
+                blob.stored_at = self._clock.seconds()
+                return False
             upload = self._uploads.pop(uuid, None)
             if upload is None:
                 raise FileNotFoundError(f"no upload {uuid}")
             self._blobs[digest] = _Blob(bytes(upload.data), self._clock.seconds())
+            return True
 
         return _answer(commit)
+
+    def restore_upload(self, uuid: str, digest: Digest) -> Deferred:
+        def restore() -> None:
+            blob = self._blobs.pop(digest, None)
+            if blob is None:
+                raise FileNotFoundError(f"no blob {digest}")
+            upload = self._uploads[uuid] = _Upload(blob.stored_at)
+            upload.data += blob.data
+
+        return _answer(restore)
 
     def delete_upload(self, uuid: str) -> Deferred:
         self._uploads.pop(uuid, None)
         return succeed(None)
+
+    def delete_upload_older_than(self, uuid: str, before: float) -> Deferred:
+        upload = self._uploads.get(uuid)
+        if upload is None:
+            return succeed(True)
+        if upload.held or upload.written_at >= before:
+            return succeed(False)
+        del self._uploads[uuid]
+        return succeed(True)
 
     def missing_blobs(self, digests: list[Digest]) -> Deferred:
         # At once on any thread, as ITransaction's rule asks.
