@@ -9,6 +9,23 @@ class ITransaction(Interface):
     """One open database transaction, as the domain code sees it.
 
     SQL uses `?` placeholders; each backend adapts them to its driver.
+
+    What an interaction (the function given to `IMetadataStore.transact`)
+    may await: this transaction's own `execute`, and `IBlobStore.missing_blobs`
+    (a tag write checks that its closure's bytes exist). Nothing else.
+
+    Why: on PostgreSQL an interaction runs on the reactor thread, but on
+    SQLite the whole interaction runs on the database thread (one thread hop
+    per transaction), where every `execute` answers at once. Anything else
+    it awaits that has not fired yet makes that thread block until the
+    reactor fires it (`ocireg.db.sqlite`): every other transaction waits
+    meanwhile, and one that waits for another transaction cannot fire until
+    the store gives up on it (after minutes). So the interaction's code must
+    also touch nothing that belongs to the reactor thread (no `callLater`,
+    no Deferred another party fires), and `missing_blobs` must answer at
+    once when called off the reactor thread. The SQLite store tolerates an
+    awaited Deferred fired elsewhere, at that cost; PostgreSQL would not
+    notice one: the rule is what keeps domain code right on both.
     """
 
     for_update = Attribute(
@@ -17,7 +34,12 @@ class ITransaction(Interface):
     )
 
     def execute(sql: str, params: tuple = ()) -> object:
-        """Run one statement; a Deferred firing with its rows as a list of tuples."""
+        """Run one statement; await (once) its rows as a list of tuples.
+
+        A statement that returns no rows gives []. What is returned is a
+        Deferred on SQLite and a coroutine on PostgreSQL: await it, add no
+        callbacks.
+        """
 
 
 class UploadInUse(Exception):
@@ -25,7 +47,12 @@ class UploadInUse(Exception):
 
 
 class IMetadataStore(Interface):
-    """Where blobs', manifests', repositories' and uploads' metadata live."""
+    """Where blobs', manifests', repositories' and uploads' metadata live.
+
+    Besides transactions, a store tells whoever keeps answers read from it
+    (the read cache, `ocireg.cache`) when those may have gone stale:
+    `on_change`, `on_listening_lost` and `catch_up`.
+    """
 
     def transact(interaction, readonly=False) -> object:
         """Run `await interaction(txn)` in one transaction.
@@ -38,8 +65,36 @@ class IMetadataStore(Interface):
         interaction of one statement still reads one consistent snapshot.
         """
 
+    def on_change(callback) -> None:
+        """Call `callback()` after each committed transaction that changed rows.
+
+        It runs on the reactor thread, before the changing transaction's
+        caller resumes. A store shared by several processes also calls it for
+        the other processes' changes as it hears of them, and once when it
+        hears of them again after it may have missed some (see `catch_up`).
+        """
+
+    def on_listening_lost(callback) -> None:
+        """Call `callback()` when the store stops hearing of other processes' changes.
+
+        A store no other process writes to never stops hearing of them and
+        never calls it.
+        """
+
+    def catch_up() -> bool:
+        """Take in the changes already heard of; whether none can have gone unheard.
+
+        Never waits. False while the store cannot hear of every change (the
+        connection that hears other processes' changes is down, or the store
+        is closed): an answer read before may be stale by now.
+        """
+
     def close() -> object:
-        """Close the store; a Deferred that fires when it is closed."""
+        """Close the store; something to await once (a coroutine) that ends when it is closed.
+
+        Transactions already asked for run to their end first or fail; one
+        asked for afterwards fails.
+        """
 
 
 class IBlobStore(Interface):
@@ -82,7 +137,12 @@ class IBlobStore(Interface):
         """
 
     def missing_blobs(digests: object) -> object:
-        """A Deferred of those of `digests` whose bytes are not stored."""
+        """A Deferred of those of `digests` whose bytes are not stored.
+
+        The one blob store call an interaction may await (see
+        `ITransaction`): called off the reactor thread, it must do its work
+        on the calling thread and return a Deferred that has already fired.
+        """
 
     def blob_size(digest: object) -> object:
         """A Deferred of the size of a stored blob, or None when it is not stored."""
@@ -120,6 +180,10 @@ class IUploadFile(Interface):
 
     Appends are queued and written in order off the reactor thread, so the
     caller can stop reading from the network while `queued` is high.
+
+    `drained` answers a Deferred (the body path adds callbacks to it);
+    `digest`, `truncate` and `close` answer something to await once, a
+    Deferred or a coroutine.
     """
 
     size = Attribute("Bytes appended so far, including those still queued.")
@@ -135,10 +199,13 @@ class IUploadFile(Interface):
         """
 
     def digest(algorithm: str) -> object:
-        """A Deferred of the digest of every byte written so far."""
+        """The digest of every byte written so far, once what is queued is written."""
 
     def truncate(size: int) -> object:
-        """Cut the upload back to its first `size` bytes; a Deferred."""
+        """Cut the upload back to its first `size` bytes, once what is queued is written."""
 
     def close() -> object:
-        """Write what is queued, then close the file; a Deferred."""
+        """Write what is queued, then close the file, letting another writer open it.
+
+        It raises a failed write's error, and closes the file all the same.
+        """

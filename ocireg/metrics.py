@@ -221,9 +221,14 @@ class MeasuredMetadataStore:
             self._metrics.transactions.labels(outcome).inc()
             self._metrics.transaction_duration.observe(self._clock.seconds() - started)
 
+    def on_change(self, callback: Callable[[], object]) -> None:
+        self._store.on_change(callback)
+
+    def on_listening_lost(self, callback: Callable[[], object]) -> None:
+        self._store.on_listening_lost(callback)
+
+    def catch_up(self) -> bool:
+        return self._store.catch_up()
+
     def close(self) -> Deferred:
         return self._store.close()
-
-    def __getattr__(self, name: str) -> object:
-        # Backend-specific extras (a pool's size, a path) stay reachable.
-        return getattr(self._store, name)

@@ -7,8 +7,8 @@ import re
 from ocireg.errors import NAME_INVALID, TAG_INVALID, RegistryError
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 
 #: Longest repository name we accept, in bytes (the spec lets registries cap it).
 MAX_NAME_LENGTH = 255
@@ -22,7 +22,8 @@ def validate_name(name: str) -> str:
             f"repository name is longer than {MAX_NAME_LENGTH} bytes",
             {"name": name[:300]},
         )
-    if not _NAME.match(name):
+    # fullmatch: `$` would let a trailing newline through.
+    if not _NAME.fullmatch(name):
         raise RegistryError(
             NAME_INVALID,
             "repository name must be lowercase path components of [a-z0-9] "
@@ -34,7 +35,7 @@ def validate_name(name: str) -> str:
 
 def validate_tag(tag: str) -> str:
     """Return `tag` if it is a valid tag, else raise TAG_INVALID."""
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):
         raise RegistryError(
             TAG_INVALID,
             "a tag is 1 to 128 characters of [a-zA-Z0-9_.-], not starting with '.' or '-'",

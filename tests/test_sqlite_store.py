@@ -1,4 +1,7 @@
-"""The SQLite store: a transaction per thread hop, its changes reported, rollbacks kept."""
+"""The SQLite store: a transaction per thread hop, group commit, rollbacks kept.
+
+What every metadata store does is in tests/test_interface_metadata_store.py.
+"""
 
 from __future__ import annotations
 
@@ -27,30 +30,6 @@ async def store(tmp_path):
 async def _count(store) -> int:
     rows = await store.transact(lambda txn: txn.execute("SELECT count(*) FROM blobs"))
     return rows[0][0]
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_transaction_that_writes_reports_one_change_and_a_read_none(store):
-    async def write(txn):
-        await txn.execute("INSERT INTO blobs (digest, size, created) VALUES ('a', 1, 0)")
-        await txn.execute("INSERT INTO blobs (digest, size, created) VALUES ('b', 1, 0)")
-
-    await store.transact(write)
-    assert store.changes == [1]
-    assert await _count(store) == 2
-    assert store.changes == [1]
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_failed_transaction_rolls_back_and_reports_no_change(store):
-    async def write_then_fail(txn):
-        await txn.execute("INSERT INTO blobs (digest, size, created) VALUES ('a', 1, 0)")
-        await txn.execute("INSERT INTO no_such_table VALUES (1)")
-
-    with pytest.raises(Exception, match="no_such_table"):
-        await store.transact(write_then_fail)
-    assert await _count(store) == 0
-    assert store.changes == []
 
 
 @pytest_twisted.ensureDeferred
@@ -131,9 +110,3 @@ async def test_concurrent_transactions_commit_together_and_a_failing_one_takes_b
     # Committed together in at most a few groups, each reported as one change.
     assert 1 <= len(store.changes) < 8
 
-
-@pytest_twisted.ensureDeferred
-async def test_a_transaction_asked_for_after_close_fails(store):
-    await store.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        await store.transact(lambda txn: txn.execute("SELECT 1"))

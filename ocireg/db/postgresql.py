@@ -553,6 +553,9 @@ class PostgreSQLMetadataStore:
     def transact(
         self, interaction: Callable[[ITransaction], Awaitable[T]], readonly: bool = False
     ) -> Deferred:
+        if self._closing:
+            # Its connections are closed for good: checking one out would never end.
+            return fail(RuntimeError("the metadata store is closed"))
         running = Deferred.fromCoroutine(self._transact(interaction, readonly))
         # Whoever asked may give up (a client that hangs up cancels its
         # request's Deferreds); the transaction still runs to its end, since

@@ -126,6 +126,13 @@ class SQLiteMetadataStore:
         """Call `callback` after each committed transaction that changed rows."""
         self._on_change.append(callback)
 
+    def on_listening_lost(self, callback: Callable[[], object]) -> None:
+        """Never calls `callback`: no other process writes to this store, so none goes unheard."""
+
+    def catch_up(self) -> bool:
+        """Whether the store is open: every change goes through it, and is reported at once."""
+        return not self._closed
+
     async def _migrate(self) -> None:
         await self.transact(lambda txn: migrate(txn, "sqlite"))
 
