@@ -24,13 +24,6 @@ from ocireg.interfaces import IBlobStore, IUploadFile, UploadInUse
 from ocireg.storage.filesystem import FilesystemBlobStore, UploadFile
 from ocireg.testing import MemoryBlobStore, MemoryUploadFile
 
-#: The filesystem store of this branch predates these (main has them): the
-#: tests of them run once both are merged, and this guard can go then.
-_SINCE_MAIN = pytest.mark.skipif(
-    not hasattr(FilesystemBlobStore, "restore_upload"),
-    reason="the filesystem store has no restore_upload/delete_upload_older_than yet",
-)
-
 
 @attrs.define
 class Subject:
@@ -410,7 +403,6 @@ async def test_the_fakes_failing_writes_fail_the_upload_as_a_full_disk_does():
     await again.close()
 
 
-@_SINCE_MAIN
 @pytest_twisted.ensureDeferred
 async def test_committing_a_blob_stored_already_freshens_it_and_keeps_the_upload(subject):
     store = subject.store
@@ -436,7 +428,6 @@ async def test_committing_a_blob_stored_already_freshens_it_and_keeps_the_upload
     assert await _read(store, digest) == b"same bytes"
 
 
-@_SINCE_MAIN
 @pytest_twisted.ensureDeferred
 async def test_a_restored_upload_has_its_bytes_back_and_the_blob_is_gone(subject):
     store = subject.store
@@ -451,7 +442,6 @@ async def test_a_restored_upload_has_its_bytes_back_and_the_blob_is_gone(subject
         await store.restore_upload("u", Digest.of(b"never stored"))
 
 
-@_SINCE_MAIN
 @pytest_twisted.ensureDeferred
 async def test_purging_spares_an_upload_being_written_or_written_lately(subject):
     # The purge of abandoned uploads removes bytes before rows: it must not
