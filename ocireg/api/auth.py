@@ -24,7 +24,14 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ocireg.api.errors import INTERNAL, install_error_handlers, management_error, oci_error
+from ocireg.api.errors import (
+    INTERNAL,
+    NO_SUCH_ENDPOINT,
+    TOKEN_REQUEST_INVALID,
+    install_error_handlers,
+    management_error,
+    oci_error,
+)
 from ocireg.api.render import json_response
 from ocireg.api.streaming import BufferedBody
 from ocireg.auth.authoriser import MANAGEMENT
@@ -42,13 +49,11 @@ from ocireg.auth.throttle import Throttled
 from ocireg.auth.tokens import TokenTooLarge, parse_scopes
 from ocireg.errors import (
     BLOB_UPLOAD_UNKNOWN,
+    BODY_TOO_LARGE,
     DENIED,
-    NO_SUCH_ENDPOINT,
-    TOO_LARGE,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
     UNSUPPORTED,
-    ErrorCode,
     RegistryError,
 )
 from ocireg.uploads import client_key
@@ -62,10 +67,6 @@ MAX_TOKEN_BODY = 64 * 1024
 
 #: The actions a client asks a token for, to do each action.
 _SCOPE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
-
-#: A token request that cannot be answered (unknown service, malformed scope or form):
-#: the token endpoint answers in the registry's error format, with its codes.
-TOKEN_REQUEST_INVALID = ErrorCode("UNSUPPORTED", 400, "invalid token request")
 
 
 def parse_authorization(values: list[bytes] | None) -> Credentials:
@@ -329,7 +330,9 @@ class TokenAPI:
         content = request.content
         raw = content.value() if isinstance(content, BufferedBody) else content.read()
         if len(raw) > MAX_TOKEN_BODY:
-            raise RegistryError(TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes")
+            raise RegistryError(
+                BODY_TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes"
+            )
         try:
             args = parse_qs(raw.decode("utf-8"), max_num_fields=100)
         except (UnicodeDecodeError, ValueError):

@@ -15,14 +15,14 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 from werkzeug.routing import IntegerConverter
 
-from ocireg.api.errors import install_error_handlers, management_error
+from ocireg.api.errors import NOT_FOUND, install_error_handlers, management_error
 from ocireg.api.openapi import document as openapi_document
 from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
 from ocireg.api.streaming import BufferedBody
 from ocireg.config import DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
 from ocireg.distributions import Distribution
-from ocireg.errors import INVALID, NOT_FOUND, RegistryError
+from ocireg.errors import INVALID, RegistryError
 from ocireg.history import Change, Diff, VersionSummary
 from ocireg.housekeeping import Housekeeping
 from ocireg.management import Management

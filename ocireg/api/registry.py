@@ -11,7 +11,7 @@ from twisted.web.resource import IResource, Resource
 
 from ocireg.api.auth import RequestAccess
 from ocireg.api.download import FileProducer, parse_range
-from ocireg.api.errors import install_error_handlers, oci_error
+from ocireg.api.errors import NO_SUCH_ENDPOINT, install_error_handlers, oci_error
 from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
 from ocireg.api.routing import remembering_klein
@@ -23,7 +23,6 @@ from ocireg.errors import (
     BLOB_UPLOAD_INVALID,
     BLOB_UPLOAD_UNKNOWN,
     MANIFEST_UNKNOWN,
-    NO_SUCH_ENDPOINT,
     UNSUPPORTED,
     ErrorCode,
     RegistryError,
