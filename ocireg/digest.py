@@ -62,10 +62,6 @@ class Digest:
         """The digest of `data`."""
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
-    def hasher(self) -> Hasher:
-        """A fresh hasher of this digest's algorithm."""
-        return new_hasher(self.algorithm)
-
 
 def new_hasher(algorithm: str = "sha256") -> Hasher:
     return hashlib.new(algorithm)

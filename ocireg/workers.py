@@ -256,11 +256,6 @@ class WorkerPool(Service):
         )
         self._restarts[child.number] = self._reactor.callLater(delay, self._spawn, child.number)
 
-    @property
-    def pids(self) -> list[int]:
-        """The process ids of the running children."""
-        return [c.transport.pid for c in self._children.values() if c.transport.pid]
-
     def stopService(self) -> Deferred:
         super().stopService()
         for call in self._restarts.values():

@@ -396,7 +396,7 @@ def test_database_down_during_pushes_gives_503_and_pushes_succeed_once_it_is_bac
             assert status == 503, (status, body[:300])
             assert time.monotonic() - started < 5
             assert headers["Content-Type"].startswith("application/json")
-            # The spec's table has no 5xx code; the 503 is the answer (see errors.UNAVAILABLE).
+            # The spec's table has no 5xx code; the 503 is the answer (see ocireg.api.errors.WIRE).
             assert json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
             status, _, body = call("POST", f"{process.url}/v2/{name}/blobs/uploads/",
                                    timeout=10)

@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 
+from ocireg.api.errors import WIRE
 from ocireg.digest import Digest
 from ocireg.errors import RegistryError
 from ocireg.expiry import Expiry
@@ -251,7 +252,7 @@ class World:
         try:
             await getattr(self, operation)()
         except RegistryError as e:
-            assert 400 <= e.status < 500, e
+            assert 400 <= WIRE[e.code].status < 500, e
             assert await self._numbers() == before, f"refused {operation} made a version"
         await self.check()
 

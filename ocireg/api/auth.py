@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
@@ -24,9 +23,16 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ocireg.api.render import json_response as _json
+from ocireg.api.errors import (
+    INTERNAL,
+    NO_SUCH_ENDPOINT,
+    TOKEN_REQUEST_INVALID,
+    install_error_handlers,
+    management_error,
+    oci_error,
+)
+from ocireg.api.render import json_response
 from ocireg.api.streaming import BufferedBody
 from ocireg.auth.authoriser import MANAGEMENT
 from ocireg.auth.interfaces import (
@@ -43,15 +49,11 @@ from ocireg.auth.throttle import Throttled
 from ocireg.auth.tokens import TokenTooLarge, parse_scopes
 from ocireg.errors import (
     BLOB_UPLOAD_UNKNOWN,
+    BODY_TOO_LARGE,
     DENIED,
-    INTERNAL_ERROR,
-    METHOD_UNSUPPORTED,
-    NO_SUCH_ENDPOINT,
-    TOO_LARGE,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
     UNSUPPORTED,
-    ErrorCode,
     RegistryError,
 )
 from ocireg.uploads import client_key
@@ -65,10 +67,6 @@ MAX_TOKEN_BODY = 64 * 1024
 
 #: The actions a client asks a token for, to do each action.
 _SCOPE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
-
-#: A token request that cannot be answered (unknown service, malformed scope or form):
-#: the token endpoint answers in the registry's error format, with its codes.
-TOKEN_REQUEST_INVALID = ErrorCode("UNSUPPORTED", 400, "invalid token request")
 
 
 def parse_authorization(values: list[bytes] | None) -> Credentials:
@@ -319,29 +317,8 @@ class TokenAPI:
         instance = Klein()
         instance.route(self._path, methods=["GET"])(self._get)
         instance.route(self._path, methods=["POST"])(self._post)
-        instance.handle_errors(RegistryError)(self._error)
-        instance.handle_errors(NotFound)(self._not_found)
-        instance.handle_errors(MethodNotAllowed)(self._method)
-        instance.handle_errors(Exception)(self._unexpected)
+        install_error_handlers(instance, oci_error, lambda request: NO_SUCH_ENDPOINT)
         return instance.resource()
-
-    def _error(self, request: IRequest, failure) -> bytes:
-        error: RegistryError = failure.value
-        for key, value in error.headers.items():
-            request.setHeader(key, value)
-        return _json(request, json.loads(error.to_json()), error.status)
-
-    def _not_found(self, request: IRequest, failure) -> bytes:
-        return self._error(request, _Failure(RegistryError(NO_SUCH_ENDPOINT)))
-
-    def _method(self, request: IRequest, failure) -> bytes:
-        allowed = ", ".join(sorted(failure.value.valid_methods or ()))
-        return self._error(request, _Failure(RegistryError(
-            METHOD_UNSUPPORTED, headers={"Allow": allowed})))
-
-    def _unexpected(self, request: IRequest, failure) -> bytes:
-        _log.failure("unexpected error serving a token request", failure)
-        return _json(request, INTERNAL_ERROR, 500)
 
     async def _get(self, request: IRequest) -> bytes:
         args = {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs]
@@ -353,7 +330,9 @@ class TokenAPI:
         content = request.content
         raw = content.value() if isinstance(content, BufferedBody) else content.read()
         if len(raw) > MAX_TOKEN_BODY:
-            raise RegistryError(TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes")
+            raise RegistryError(
+                BODY_TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes"
+            )
         try:
             args = parse_qs(raw.decode("utf-8"), max_num_fields=100)
         except (UnicodeDecodeError, ValueError):
@@ -399,7 +378,7 @@ class TokenAPI:
         except TokenTooLarge as e:
             raise RegistryError(TOKEN_REQUEST_INVALID, str(e)) from None
         request.setHeader("Cache-Control", "no-store")
-        return _json(request, {
+        return json_response(request, {
             "token": issued.token,
             "access_token": issued.token,
             "expires_in": issued.expires_in,
@@ -439,16 +418,6 @@ class AdminOnly(Resource):
         error = failure.value
         if not isinstance(error, RegistryError):
             _log.failure("checking an admin", failure)
-            error = RegistryError(ErrorCode("INTERNAL", 500, "internal error"))
-        for key, value in error.headers.items():
-            request.setHeader(key, value)
-        body = {"error": {"code": error.code.name, "message": error.message}}
-        request.write(_json(request, body, error.status))
+            error = RegistryError(INTERNAL)
+        request.write(management_error(request, error))
         request.finish()
-
-
-class _Failure:
-    """Just enough of a Failure for the error renderer."""
-
-    def __init__(self, value: BaseException) -> None:
-        self.value = value

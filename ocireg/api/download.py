@@ -25,7 +25,8 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from ocireg.errors import RANGE_NOT_SATISFIABLE, RegistryError
+from ocireg.api.errors import RANGE_NOT_SATISFIABLE
+from ocireg.errors import RegistryError
 
 #: Bytes read from the file per write to the transport.
 CHUNK = 1024 * 1024

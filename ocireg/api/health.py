@@ -8,7 +8,6 @@ fails or the daemon is stopping. Both answer JSON saying why.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 
 from klein import Klein
@@ -18,6 +17,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from ocireg.api.render import json_response
+
 _log = Logger()
 
 Probe = Callable[[], Awaitable[object]]
@@ -26,11 +27,9 @@ Probe = Callable[[], Awaitable[object]]
 PROBE_TIMEOUT = 5.0
 
 
-def _json(request: IRequest, document: object, status: int) -> bytes:
-    body = json.dumps(document).encode()
-    request.setResponseCode(status)
-    request.setHeader("Content-Type", "application/json")
-    request.setHeader("Content-Length", str(len(body)))
+def _answer(request: IRequest, document: object, status: int) -> bytes:
+    body = json_response(request, document, status)
+    # A cached answer would tell of another moment.
     request.setHeader("Cache-Control", "no-store")
     return body
 
@@ -62,7 +61,7 @@ class HealthAPI:
 
     @app.route("/healthz", methods=["GET", "HEAD"])
     def healthz(self, request: IRequest) -> bytes:
-        return _json(request, {"status": "ok"}, 200)
+        return _answer(request, {"status": "ok"}, 200)
 
     @app.route("/readyz", methods=["GET", "HEAD"])
     async def readyz(self, request: IRequest) -> bytes:
@@ -71,7 +70,7 @@ class HealthAPI:
         if self._stopping():
             checks["shutdown"] = "stopping"
             ready = False
-        return _json(
+        return _answer(
             request, {"status": "ok" if ready else "unavailable", "checks": checks},
             200 if ready else 503,
         )

@@ -12,37 +12,23 @@ import json
 
 import attrs
 from klein import Klein
-from twisted.logger import Logger
 from twisted.web.iweb import IRequest
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import IntegerConverter
 
+from ocireg.api.errors import NOT_FOUND, install_error_handlers, management_error
 from ocireg.api.openapi import document as openapi_document
 from ocireg.api.params import whole_number
-from ocireg.api.render import json_response as _json
+from ocireg.api.render import json_response
 from ocireg.api.streaming import BufferedBody
 from ocireg.config import DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
 from ocireg.distributions import Distribution
-from ocireg.errors import (
-    INVALID,
-    METHOD_UNSUPPORTED,
-    NOT_FOUND,
-    ErrorCode,
-    RegistryError,
-)
+from ocireg.errors import INVALID, RegistryError
 from ocireg.history import Change, Diff, VersionSummary
 from ocireg.housekeeping import Housekeeping
 from ocireg.management import Management
 from ocireg.registry import Registry
 from ocireg.repositories import RepositoryInfo
 from ocireg.staging import Staging
-
-_log = Logger()
-
-INTERNAL = ErrorCode("INTERNAL", 500, "internal error")
-
-#: The field a registry error is about, when its code says it.
-_FIELDS = {"NAME_INVALID": "name", "TAG_INVALID": "tag", "DIGEST_INVALID": "digest"}
 
 _ABSENT = object()
 
@@ -163,7 +149,7 @@ def _diff(name: str, d: Diff) -> dict:
 
 
 def _change(request: IRequest, name: str, change: Change) -> bytes:
-    return _json(
+    return json_response(
         request,
         {"repository": name, "version": change.version, "created": change.created},
         201 if change.created else 200,
@@ -206,6 +192,7 @@ class ManagementAPI:
     # Before any route: werkzeug's `int` takes any Unicode decimal digit ("١"
     # was version 1) and any length (past SQLite's integers: a 500).
     app.url_map.converters["int"] = _VersionNumber
+    install_error_handlers(app, management_error, lambda request: NOT_FOUND)
 
     def __init__(self, registry: Registry, housekeeping: Housekeeping | None = None) -> None:
         self._registry = registry
@@ -217,40 +204,9 @@ class ManagementAPI:
     def resource(self):
         return self.app.resource()
 
-    # Errors
-
-    @app.handle_errors(RegistryError)
-    def _error(self, request: IRequest, failure) -> bytes:
-        error: RegistryError = failure.value
-        body: dict[str, object] = {"code": error.code.name, "message": error.message}
-        detail = error.detail
-        field = _FIELDS.get(error.code.name) if error.status == 400 else None
-        if isinstance(detail, dict) and "field" in detail:
-            detail = dict(detail)
-            field = detail.pop("field")
-        if field is not None:
-            body["field"] = field
-        if detail:
-            body["detail"] = detail
-        return _json(request, {"error": body}, error.status)
-
-    @app.handle_errors(NotFound)
-    def _not_found(self, request: IRequest, failure) -> bytes:
-        return self._error(request, _Failure(RegistryError(NOT_FOUND)))
-
-    @app.handle_errors(MethodNotAllowed)
-    def _method_not_allowed(self, request: IRequest, failure) -> bytes:
-        return self._error(request, _Failure(RegistryError(METHOD_UNSUPPORTED)))
-
-    @app.handle_errors(Exception)
-    def _unexpected(self, request: IRequest, failure) -> bytes:
-        _log.failure("unexpected error serving {method} {uri}", failure,
-                     method=request.method, uri=request.uri)
-        return self._error(request, _Failure(RegistryError(INTERNAL)))
-
     @app.route("/api/v1/openapi.json", methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
-        return _json(request, openapi_document())
+        return json_response(request, openapi_document())
 
     # Repositories
 
@@ -262,7 +218,7 @@ class ManagementAPI:
             _query(request, "after"),
         )
         found, following = _page(found, limit, lambda r: r.name)
-        return _json(request, {"repositories": [_repository(r) for r in found],
+        return json_response(request, {"repositories": [_repository(r) for r in found],
                                "next": following})
 
     @app.route("/api/v1/repositories/", methods=["POST"])
@@ -274,11 +230,11 @@ class ManagementAPI:
             _field(document, "distribute", bool, nullable=False, default=True),
         )
         request.setHeader("Location", f"/api/v1/repositories/{info.name}")
-        return _json(request, _repository(info), 201)
+        return json_response(request, _repository(info), 201)
 
     @app.route("/api/v1/repositories/<path:name>", methods=["GET"])
     async def show_repository(self, request: IRequest, name: str) -> bytes:
-        return _json(request, _repository(await self._manage.show_repository(name)))
+        return json_response(request, _repository(await self._manage.show_repository(name)))
 
     @app.route("/api/v1/repositories/<path:name>", methods=["PATCH"])
     async def update_repository(self, request: IRequest, name: str) -> bytes:
@@ -286,7 +242,7 @@ class ManagementAPI:
         keep = _field(document, "retain_versions", int, default=_ABSENT)
         if keep is _ABSENT:
             raise _invalid("retain_versions", "retain_versions (a number or null) is required")
-        return _json(request, _repository(await self._manage.set_retention(name, keep)))
+        return json_response(request, _repository(await self._manage.set_retention(name, keep)))
 
     @app.route("/api/v1/repositories/<path:name>", methods=["DELETE"])
     async def delete_repository(self, request: IRequest, name: str) -> bytes:
@@ -298,11 +254,13 @@ class ManagementAPI:
     @app.route("/api/v1/repositories/<path:name>/versions/", methods=["GET"])
     async def list_versions(self, request: IRequest, name: str) -> bytes:
         found = await self._manage.list_versions(name)
-        return _json(request, {"repository": name, "versions": [_version(name, v) for v in found]})
+        return json_response(
+            request, {"repository": name, "versions": [_version(name, v) for v in found]}
+        )
 
     @app.route("/api/v1/repositories/<path:name>/versions/<int:number>", methods=["GET"])
     async def show_version(self, request: IRequest, name: str, number: int) -> bytes:
-        return _json(request, _version(name, await self._manage.show_version(name, number)))
+        return json_response(request, _version(name, await self._manage.show_version(name, number)))
 
     @app.route("/api/v1/repositories/<path:name>/versions/<int:number>", methods=["DELETE"])
     async def delete_version(self, request: IRequest, name: str, number: int) -> bytes:
@@ -314,7 +272,7 @@ class ManagementAPI:
     async def version_content(self, request: IRequest, name: str, number: int) -> bytes:
         await self._manage.show_version(name, number)
         content = await self._registry.version_content(name, number)
-        return _json(
+        return json_response(
             request,
             {
                 "repository": name,
@@ -334,13 +292,13 @@ class ManagementAPI:
         )
         found, following = _page(found, limit, lambda item: item[0])
         items = [{"name": n, "digest": d} if kind == "tags" else {"digest": d} for n, d in found]
-        return _json(request, {"repository": name, "version": number, "kind": kind,
+        return json_response(request, {"repository": name, "version": number, "kind": kind,
                                "items": items, "next": following})
 
     @app.route("/api/v1/repositories/<path:name>/versions/<int:base>/diff/<int:target>",
                methods=["GET"])
     async def diff(self, request: IRequest, name: str, base: int, target: int) -> bytes:
-        return _json(request, _diff(name, await self._manage.diff(name, base, target)))
+        return json_response(request, _diff(name, await self._manage.diff(name, base, target)))
 
     @app.route("/api/v1/repositories/<path:name>/rollback", methods=["POST"])
     async def rollback(self, request: IRequest, name: str) -> bytes:
@@ -372,12 +330,12 @@ class ManagementAPI:
     @app.route("/api/v1/repositories/<path:name>/staging", methods=["GET"])
     async def staging(self, request: IRequest, name: str) -> bytes:
         found = await self._manage.staging(name)
-        return _json(request, _staging(found, self._registry.clock.seconds()))
+        return json_response(request, _staging(found, self._registry.clock.seconds()))
 
     @app.route("/api/v1/repositories/<path:name>/staging", methods=["DELETE"])
     async def discard_staging(self, request: IRequest, name: str) -> bytes:
         discarded = await self._manage.discard_staging(name)
-        return _json(request, {"repository": name, "discarded": discarded})
+        return json_response(request, {"repository": name, "discarded": discarded})
 
     # Garbage collection and scrub
 
@@ -385,17 +343,17 @@ class ManagementAPI:
     async def collect(self, request: IRequest) -> bytes:
         dry_run = _field(_body(request), "dry_run", bool, nullable=False, default=False)
         report = await self._housekeeping.collector.collect(dry_run=bool(dry_run))
-        return _json(request, report.to_json())
+        return json_response(request, report.to_json())
 
     @app.route("/api/v1/gc", methods=["GET"])
     def collections(self, request: IRequest) -> bytes:
         reports = self._housekeeping.collector.reports
-        return _json(request, {"runs": [r.to_json() for r in reversed(reports)]})
+        return json_response(request, {"runs": [r.to_json() for r in reversed(reports)]})
 
     @app.route("/api/v1/scrub", methods=["POST"])
     async def scrub(self, request: IRequest) -> bytes:
         report = await self._housekeeping.scrubber.scrub()
-        return _json(request, report.to_json())
+        return json_response(request, report.to_json())
 
     # Distributions
 
@@ -407,7 +365,7 @@ class ManagementAPI:
             _query(request, "after"),
         )
         found, following = _page(found, limit, lambda d: d.base_path)
-        return _json(request, {"distributions": [_distribution(d) for d in found],
+        return json_response(request, {"distributions": [_distribution(d) for d in found],
                                "next": following})
 
     @app.route("/api/v1/distributions/", methods=["POST"])
@@ -419,11 +377,12 @@ class ManagementAPI:
             _field(document, "version", int),
         )
         request.setHeader("Location", f"/api/v1/distributions/{created.base_path}")
-        return _json(request, _distribution(created), 201)
+        return json_response(request, _distribution(created), 201)
 
     @app.route("/api/v1/distributions/<path:base_path>", methods=["GET"])
     async def show_distribution(self, request: IRequest, base_path: str) -> bytes:
-        return _json(request, _distribution(await self._manage.show_distribution(base_path)))
+        found = await self._manage.show_distribution(base_path)
+        return json_response(request, _distribution(found))
 
     @app.route("/api/v1/distributions/<path:base_path>", methods=["PATCH"])
     async def update_distribution(self, request: IRequest, base_path: str) -> bytes:
@@ -435,7 +394,7 @@ class ManagementAPI:
             None if version is _ABSENT else version,
             pin=version is not _ABSENT,
         )
-        return _json(request, _distribution(updated))
+        return json_response(request, _distribution(updated))
 
     @app.route("/api/v1/distributions/<path:base_path>", methods=["DELETE"])
     async def delete_distribution(self, request: IRequest, base_path: str) -> bytes:
@@ -451,10 +410,3 @@ def _prefixed(field, document: dict, name: str, kind: type) -> object:
         e.detail = {"field": f"source.{name}"}
         e.message = e.message.replace(name, f"source.{name}", 1)
         raise
-
-
-class _Failure:
-    """Just enough of a Failure for the error renderer."""
-
-    def __init__(self, value: BaseException) -> None:
-        self.value = value

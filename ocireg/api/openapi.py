@@ -22,7 +22,7 @@ def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict, description: str) -> dict:
+def _response(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
@@ -196,7 +196,7 @@ _SCHEMAS: dict = {
 }
 
 _RESPONSES = {
-    f"E{status}": _json(_ref("Error"), text)
+    f"E{status}": _response(_ref("Error"), text)
     for status, text in {
         400: "bad input; `field` names the offending field",
         404: "no such repository, version, distribution or content",
@@ -214,7 +214,7 @@ def _ops() -> dict:
             "get": {
                 "summary": "this document",
                 "operationId": "openapi",
-                "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
+                "responses": {"200": _response({"type": "object"}, "the OpenAPI document")},
             }
         },
         "/api/v1/repositories/": {
@@ -227,7 +227,7 @@ def _ops() -> dict:
                     _query_param("after", {"type": "string"}, "the `next` of the previous page"),
                 ],
                 "responses": {
-                    "200": _json({
+                    "200": _response({
                         "type": "object",
                         "required": ["repositories", "next"],
                         "properties": {
@@ -250,7 +250,7 @@ def _ops() -> dict:
                         "distribute": {"type": "boolean"},
                     },
                 }),
-                "responses": {"201": _json(_ref("Repository"), "created"),
+                "responses": {"201": _response(_ref("Repository"), "created"),
                               **_errors(400, 409, 413)},
             },
         },
@@ -259,7 +259,7 @@ def _ops() -> dict:
             "get": {
                 "summary": "a repository: latest version, sizes, counts",
                 "operationId": "showRepository",
-                "responses": {"200": _json(_ref("Repository"), "the repository"),
+                "responses": {"200": _response(_ref("Repository"), "the repository"),
                               **_errors(400, 404)},
             },
             "patch": {
@@ -271,7 +271,7 @@ def _ops() -> dict:
                     "properties": {"retain_versions": {"type": ["integer", "null"],
                                                        "minimum": 1}},
                 }),
-                "responses": {"200": _json(_ref("Repository"), "the repository"),
+                "responses": {"200": _response(_ref("Repository"), "the repository"),
                               **_errors(400, 404, 413)},
             },
             "delete": {
@@ -286,7 +286,7 @@ def _ops() -> dict:
                 "summary": "list a repository's versions, oldest first",
                 "operationId": "listVersions",
                 "responses": {
-                    "200": _json({
+                    "200": _response({
                         "type": "object",
                         "required": ["repository", "versions"],
                         "properties": {
@@ -303,7 +303,7 @@ def _ops() -> dict:
             "get": {
                 "summary": "one version",
                 "operationId": "showVersion",
-                "responses": {"200": _json(_ref("Version"), "the version"),
+                "responses": {"200": _response(_ref("Version"), "the version"),
                               **_errors(400, 404)},
             },
             "delete": {
@@ -318,7 +318,7 @@ def _ops() -> dict:
                 "summary": "everything a version holds",
                 "operationId": "versionContent",
                 "responses": {
-                    "200": _json({
+                    "200": _response({
                         "type": "object",
                         "required": ["repository", "version", "tags", "manifests", "blobs"],
                         "properties": {
@@ -346,7 +346,7 @@ def _ops() -> dict:
                 "parameters": [_LIMIT, _query_param("after", {"type": "string"},
                                                     "the `next` of the previous page")],
                 "responses": {
-                    "200": _json({
+                    "200": _response({
                         "type": "object",
                         "required": ["repository", "version", "kind", "items", "next"],
                         "properties": {
@@ -374,7 +374,7 @@ def _ops() -> dict:
             "get": {
                 "summary": "what changed from one version to another",
                 "operationId": "diffVersions",
-                "responses": {"200": _json(_ref("Diff"), "the changes"), **_errors(400, 404)},
+                "responses": {"200": _response(_ref("Diff"), "the changes"), **_errors(400, 404)},
             },
         },
         "/api/v1/repositories/{name}/rollback": {
@@ -387,8 +387,8 @@ def _ops() -> dict:
                     "properties": {"version": {"type": "integer", "minimum": 0}},
                 }),
                 "responses": {
-                    "201": _json(_ref("Change"), "a new version"),
-                    "200": _json(_ref("Change"), "the latest version already holds that"),
+                    "201": _response(_ref("Change"), "a new version"),
+                    "200": _response(_ref("Change"), "the latest version already holds that"),
                     **_errors(400, 404, 409, 413),
                 },
             },
@@ -421,8 +421,8 @@ def _ops() -> dict:
                     },
                 }),
                 "responses": {
-                    "201": _json(_ref("Change"), "a new version"),
-                    "200": _json(_ref("Change"), "nothing changed"),
+                    "201": _response(_ref("Change"), "a new version"),
+                    "200": _response(_ref("Change"), "nothing changed"),
                     **_errors(400, 404, 409, 413),
                 },
             },
@@ -433,7 +433,7 @@ def _ops() -> dict:
                 "summary": "what the staging version holds",
                 "operationId": "showStaging",
                 "responses": {
-                    "200": _json({
+                    "200": _response({
                         "type": "object",
                         "required": ["repository", "age", "content", "uploads"],
                         "properties": {
@@ -463,7 +463,7 @@ def _ops() -> dict:
                 "summary": "discard the staging version",
                 "operationId": "discardStaging",
                 "responses": {
-                    "200": _json({
+                    "200": _response({
                         "type": "object", "required": ["repository", "discarded"],
                         "properties": {"repository": {"type": "string"},
                                        "discarded": {"type": "integer"}},
@@ -476,7 +476,7 @@ def _ops() -> dict:
             "get": {
                 "summary": "the outcomes of recent garbage collections, newest first",
                 "operationId": "listCollections",
-                "responses": {"200": _json({
+                "responses": {"200": _response({
                     "type": "object",
                     "required": ["runs"],
                     "properties": {"runs": {"type": "array", "items": _ref("Collection")}},
@@ -489,15 +489,17 @@ def _ops() -> dict:
                     "type": "object",
                     "properties": {"dry_run": {"type": "boolean"}},
                 }), "required": False},
-                "responses": {"200": _json(_ref("Collection"), "what was (or would be) removed"),
-                              **_errors(400, 413)},
+                "responses": {
+                    "200": _response(_ref("Collection"), "what was (or would be) removed"),
+                    **_errors(400, 413),
+                },
             },
         },
         "/api/v1/scrub": {
             "post": {
                 "summary": "verify every blob's bytes; corrupt ones are moved aside",
                 "operationId": "scrub",
-                "responses": {"200": _json(_ref("Scrub"), "what is wrong, if anything")},
+                "responses": {"200": _response(_ref("Scrub"), "what is wrong, if anything")},
             },
         },
         "/api/v1/distributions/": {
@@ -511,7 +513,7 @@ def _ops() -> dict:
                     _query_param("after", {"type": "string"}, "the `next` of the previous page"),
                 ],
                 "responses": {
-                    "200": _json({
+                    "200": _response({
                         "type": "object",
                         "required": ["distributions", "next"],
                         "properties": {
@@ -534,7 +536,7 @@ def _ops() -> dict:
                         "version": {"type": ["integer", "null"], "minimum": 0},
                     },
                 }),
-                "responses": {"201": _json(_ref("Distribution"), "created"),
+                "responses": {"201": _response(_ref("Distribution"), "created"),
                               **_errors(400, 404, 409, 413)},
             },
         },
@@ -543,7 +545,7 @@ def _ops() -> dict:
             "get": {
                 "summary": "a distribution",
                 "operationId": "showDistribution",
-                "responses": {"200": _json(_ref("Distribution"), "the distribution"),
+                "responses": {"200": _response(_ref("Distribution"), "the distribution"),
                               **_errors(400, 404)},
             },
             "patch": {
@@ -556,7 +558,7 @@ def _ops() -> dict:
                         "version": {"type": ["integer", "null"], "minimum": 0},
                     },
                 }),
-                "responses": {"200": _json(_ref("Distribution"), "the distribution"),
+                "responses": {"200": _response(_ref("Distribution"), "the distribution"),
                               **_errors(400, 404, 413)},
             },
             "delete": {

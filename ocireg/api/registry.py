@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import unquote_to_bytes, urlencode
 
 from klein.interfaces import IKleinRequest
-from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ocireg.api.auth import RequestAccess
 from ocireg.api.download import FileProducer, parse_range
+from ocireg.api.errors import NO_SUCH_ENDPOINT, install_error_handlers, oci_error
 from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
 from ocireg.api.routing import remembering_klein
@@ -24,18 +22,13 @@ from ocireg.errors import (
     BLOB_UNKNOWN,
     BLOB_UPLOAD_INVALID,
     BLOB_UPLOAD_UNKNOWN,
-    INTERNAL_ERROR,
     MANIFEST_UNKNOWN,
-    METHOD_UNSUPPORTED,
-    NO_SUCH_ENDPOINT,
     UNSUPPORTED,
     ErrorCode,
     RegistryError,
 )
 from ocireg.manifest import OCI_INDEX
 from ocireg.registry import Registry, upload_location, upload_range
-
-_log = Logger()
 
 #: The most tags or repositories one listing returns.
 MAX_PAGE = 10_000
@@ -71,10 +64,6 @@ def _set_headers(request: IRequest, headers: dict[str, str | int]) -> None:
         request.setHeader(key, str(value))
 
 
-def _json(request: IRequest, document: object, content_type: str = "application/json") -> bytes:
-    return json_response(request, document, request.code, content_type)
-
-
 def _accepted_types(request: IRequest) -> set[str]:
     # Clients send Accept as several header lines: merge them all.
     raw = request.requestHeaders.getRawHeaders("accept") or []
@@ -104,6 +93,10 @@ def _unmatched(path: str) -> ErrorCode:
     return next((code for shape, code in _UNMATCHED if shape.match(path)), NO_SUCH_ENDPOINT)
 
 
+def _unrouted(request: IRequest) -> ErrorCode:
+    return _unmatched(IKleinRequest(request).mapper.path_info)
+
+
 class _PathsThatNameSomething(Resource):
     """The Klein app, for paths that can name something: UTF-8, without NUL.
 
@@ -128,17 +121,7 @@ class _PathsThatNameSomething(Resource):
             if "\x00" not in path:
                 return self._app.render(request)
         error = RegistryError(_unmatched(path), "the path is not UTF-8 or holds a NUL character")
-        return json_response(request, json.loads(error.to_json()), error.status)
-
-
-def _allowed_methods(request: IRequest) -> str:
-    """The methods the request's path takes, but the request's own (for a 405's Allow)."""
-    try:
-        methods = IKleinRequest(request).mapper.allowed_methods()
-    except HTTPException:
-        methods = []
-    refused = request.method.decode("latin-1")
-    return ", ".join(m for m in sorted(methods) if m != refused)
+        return oci_error(request, error)
 
 
 def _paginate(request: IRequest, path: str, items: list[str], limit: int | None) -> list[str]:
@@ -161,6 +144,7 @@ class RegistryAPI:
     # Match paths as they are; a malformed name is then NAME_INVALID or 404.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
+    install_error_handlers(app, oci_error, _unrouted)
 
     def __init__(self, registry: Registry, access: RequestAccess | None = None) -> None:
         self._registry = registry
@@ -170,40 +154,13 @@ class RegistryAPI:
     def resource(self) -> IResource:
         return _PathsThatNameSomething(self.app.resource())
 
-    # Errors
-
-    @app.handle_errors(RegistryError)
-    def _registry_error(self, request: IRequest, failure) -> bytes:
-        error: RegistryError = failure.value
-        request.setResponseCode(error.status)
-        _set_headers(request, error.headers)
-        if error.status == 405 and "Allow" not in error.headers:
-            # HTTP requires it: what the resource still takes (for a refused delete, the rest).
-            request.setHeader("Allow", _allowed_methods(request))
-        return _json(request, json.loads(error.to_json()))
-
-    @app.handle_errors(NotFound)
-    def _not_found(self, request: IRequest, failure) -> bytes:
-        path = IKleinRequest(request).mapper.path_info
-        return self._registry_error(request, _Failure(RegistryError(_unmatched(path))))
-
-    @app.handle_errors(MethodNotAllowed)
-    def _method_not_allowed(self, request: IRequest, failure) -> bytes:
-        return self._registry_error(request, _Failure(RegistryError(METHOD_UNSUPPORTED)))
-
-    @app.handle_errors(Exception)
-    def _unexpected(self, request: IRequest, failure) -> bytes:
-        _log.failure("unexpected error serving {method} {uri}", failure,
-                     method=request.method, uri=request.uri)
-        return json_response(request, INTERNAL_ERROR, 500)
-
     # Base
 
     @app.route("/v2/", methods=["GET", "HEAD"])
     async def base(self, request: IRequest) -> bytes:
         # With auth on, the 401 here is how clients learn where to log in.
         await self._access.require_login(request)
-        return _json(request, {})
+        return json_response(request, {})
 
     # Blobs
 
@@ -397,7 +354,7 @@ class RegistryAPI:
             name, None if limit is None else limit + 1, _arg(request, "last")
         )
         found = _paginate(request, f"/v2/{name}/tags/list", found, limit)
-        return _json(request, {"name": name, "tags": found})
+        return json_response(request, {"name": name, "tags": found})
 
     @app.route("/v2/_catalog", methods=["GET"])
     async def catalog(self, request: IRequest) -> bytes:
@@ -413,7 +370,7 @@ class RegistryAPI:
                 None if limit is None else limit + 1, _arg(request, "last")
             )
         found = _paginate(request, "/v2/_catalog", found, limit)
-        return _json(request, {"repositories": found})
+        return json_response(request, {"repositories": found})
 
     @app.route("/v2/<path:name>/referrers/<digest>", methods=["GET"])
     async def referrers(self, request: IRequest, name: str, digest: str) -> bytes:
@@ -422,14 +379,14 @@ class RegistryAPI:
         found = await self._registry.referrers(name, digest, artifact_type)
         if artifact_type is not None:
             request.setHeader("OCI-Filters-Applied", "artifactType")
-        return _json(
+        return json_response(
             request,
             {
                 "schemaVersion": 2,
                 "mediaType": OCI_INDEX,
                 "manifests": [d.to_json() for d in found],
             },
-            OCI_INDEX,
+            content_type=OCI_INDEX,
         )
 
 
@@ -450,10 +407,3 @@ async def _visible_catalog(
             break
         last = names[-1]
     return found if limit is None else found[:limit]
-
-
-class _Failure:
-    """Just enough of a Failure for the error renderer."""
-
-    def __init__(self, value: BaseException) -> None:
-        self.value = value

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorCore, IReactorThreads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -307,8 +307,3 @@ def _result_of(d: Deferred) -> object:
     except StopIteration as done:
         return done.value
     raise AssertionError("the Deferred has not fired")
-
-
-def shutdown_with(reactor: IReactorCore, store: SQLiteMetadataStore) -> None:
-    """Close `store` before `reactor` stops, so its thread does not keep the process alive."""
-    reactor.addSystemEventTrigger("before", "shutdown", store.close)
