@@ -10,6 +10,7 @@ a method the path does not take, and a failure nobody expected.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -214,6 +215,22 @@ def oci_error(request: IRequest, error: RegistryError) -> bytes:
     if error.detail is not None:
         body["detail"] = error.detail
     return json_response(request, {"errors": [body]}, wire.status)
+
+
+def early_answer(error: RegistryError, management: bool) -> tuple[int, bytes]:
+    """The status and body of `error` for an answer sent before its request's body is read.
+
+    `management`: in the management API's shape (code and message), else the OCI error JSON.
+    """
+    wire = WIRE[error.code]
+    if management:
+        return wire.status, json.dumps(
+            {"error": {"code": wire.code, "message": error.message}}
+        ).encode()
+    body: dict[str, object] = {"code": wire.code, "message": error.message}
+    if error.detail is not None:
+        body["detail"] = error.detail
+    return wire.status, json.dumps({"errors": [body]}).encode()
 
 
 def management_error(request: IRequest, error: RegistryError) -> bytes:

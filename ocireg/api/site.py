@@ -17,7 +17,6 @@ connections past its `ClientLimits` with a 503.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 
@@ -34,6 +33,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ocireg.api.auth import RequestAccess
+from ocireg.api.errors import early_answer
 from ocireg.api.observe import RequestObserver, record_of
 from ocireg.api.streaming import GuardedBody, UploadBody, route_body
 from ocireg.auth.authoriser import OpenAuthoriser
@@ -130,14 +130,8 @@ class RegistryRequest(Request):
         channel.site.answered_early += 1
         # Sent after this answer, a 100 Continue would invite the body for nothing.
         self.requestHeaders.removeHeader(b"expect")
-        self.setResponseCode(error.status)
-        if self.uri.startswith(b"/api/"):
-            # The management API's own error shape.
-            body = json.dumps(
-                {"error": {"code": error.code.name, "message": error.message}}
-            ).encode()
-        else:
-            body = error.to_json()
+        status, body = early_answer(error, management=self.uri.startswith(b"/api/"))
+        self.setResponseCode(status)
         headers = Headers({
             b"Content-Type": [b"application/json"],
             b"Content-Length": [str(len(body)).encode()],
@@ -148,7 +142,7 @@ class RegistryRequest(Request):
             headers.setRawHeaders(key, [value])
         channel.persistent = False
         channel.writeHeaders(
-            b"HTTP/1.1", str(error.status).encode(), RESPONSES.get(error.status, b"Error"),
+            b"HTTP/1.1", str(status).encode(), RESPONSES.get(status, b"Error"),
             headers,
         )
         channel.write(body)
@@ -229,9 +223,9 @@ RETRY_AFTER = 1
 
 
 def _busy_response() -> bytes:
-    body = RegistryError(
-        UNAVAILABLE, "too many connections; try again shortly"
-    ).to_json()
+    _, body = early_answer(
+        RegistryError(UNAVAILABLE, "too many connections; try again shortly"), management=False
+    )
     return (
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
         b"Retry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
