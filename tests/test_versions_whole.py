@@ -23,6 +23,7 @@ fresh repository per example, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -60,9 +61,8 @@ OPERATIONS = (
 )
 
 
-def _image(layers: list[bytes], lie: bool = False) -> Image:
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "nonce": os.urandom(8).hex()}).encode()
+def _image(layers: list[bytes], nonce: str, lie: bool = False) -> Image:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "nonce": nonce}).encode()
     layer_descriptors = [descriptor(OCI_LAYER, data) for data in layers]
     if lie:
         layer_descriptors[0] = {**layer_descriptors[0], "size": 999999}
@@ -115,6 +115,16 @@ class World:
         self.indexes: list[Image] = []
         #: What each version held when first seen: number -> kind -> name -> digest.
         self.seen: dict[int, dict[str, dict[str, str]]] = {}
+        #: Bytes are made from this count, not at random: the same draws must
+        #: make the same digests, since what is drawn next (which blob, which
+        #: version) depends on their order, and hypothesis replays choices.
+        self._made = itertools.count()
+
+    def _bytes(self, size: int) -> bytes:
+        return hashlib.shake_256(f"blob {next(self._made)}".encode()).digest(size)
+
+    def _nonce(self) -> str:
+        return f"image {next(self._made)}"
 
     def draw(self, strategy, label: str):
         return self.data.draw(strategy, label=label)
@@ -149,11 +159,11 @@ class World:
             if known and self.draw(st.booleans(), "shared layer"):
                 layers.append(self.draw(st.sampled_from(known), "which layer"))
             else:
-                layers.append(os.urandom(self.draw(st.integers(0, 300), "layer size")))
+                layers.append(self._bytes(self.draw(st.integers(0, 300), "layer size")))
         return layers
 
     async def push_image(self) -> None:
-        image = _image(self._layers())
+        image = _image(self._layers(), self._nonce())
         self.images.append(image)
         await self._push(image, self._reference())
 
@@ -163,7 +173,7 @@ class World:
             if self.images and self.draw(st.booleans(), "known child"):
                 children.append(self.draw(st.sampled_from(self.images), "which child"))
             else:
-                children.append(_image(self._layers()))
+                children.append(_image(self._layers(), self._nonce()))
                 self.images.append(children[-1])
         index = _index(children)
         self.indexes.append(index)
@@ -171,7 +181,7 @@ class World:
 
     async def push_lying(self) -> None:
         """A manifest declaring a wrong layer size, or an index of one: refused."""
-        image = _image(self._layers(), lie=True)
+        image = _image(self._layers(), self._nonce(), lie=True)
         if self.draw(st.booleans(), "in an index"):
             image = _index([image])
         try:
