@@ -17,6 +17,15 @@ import attrs
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def proc_status_kib(pid: int, key: str) -> int:
+    """A process's `key` (VmRSS, VmHWM…) from /proc/PID/status, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -45,6 +45,7 @@ from tests.auth_helpers import (
     write_htpasswd,
 )
 from tests.conftest import InProcessServer
+from tests.support import RegistryProcess, proc_status_kib
 
 
 async def _start(tmp_path, database, **settings) -> InProcessServer:
@@ -235,19 +236,9 @@ async def test_user_names_longer_than_256_bytes_are_refused_without_a_throttle_e
     assert len(throttle) == 2
 
 
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise KeyError("VmRSS")
-
-
 def test_failed_logins_with_long_names_from_many_addresses_leave_server_memory_flat(tmp_path):
     import http.client
     from urllib.parse import urlencode
-
-    from tests.support import RegistryProcess
 
     write_htpasswd(tmp_path / "htpasswd")
     (tmp_path / "ocireg.toml").write_text(f'auth_htpasswd = "{tmp_path / "htpasswd"}"\n')
@@ -265,12 +256,12 @@ def test_failed_logins_with_long_names_from_many_addresses_leave_server_memory_f
             return response.status
 
         assert fail("127.0.0.1", "warm-up") == 401
-        before = _rss(server.process.pid)
+        before = proc_status_kib(server.process.pid, "VmRSS") * 1024
         # 300 addresses x 5 failures x 60 KB names: 90 MB if the names were kept.
         for n in range(1500):
             assert fail(f"127.0.{n // 5 // 250 + 1}.{n // 5 % 250 + 1}",
                         f"{n:08}" + "u" * 60_000) in (401, 429)
-        grown = _rss(server.process.pid) - before
+        grown = proc_status_kib(server.process.pid, "VmRSS") * 1024 - before
     finally:
         server.stop()
     assert grown < 30 * 1024 * 1024, f"the server grew by {grown // 1024 // 1024} MiB"

@@ -19,19 +19,11 @@ import pytest
 
 from tests.api_helpers import make_image
 from tests.auth_helpers import GROUPS, RULES, basic, write_htpasswd
-from tests.support import RegistryProcess
+from tests.support import RegistryProcess, proc_status_kib
 
 MIB = 1024 * 1024
 #: A body as large as a manifest may be.
 LARGE = 4 * MIB
-
-
-def _status_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
 
 
 def _toml_list(values: list[str]) -> str:
@@ -192,15 +184,15 @@ def test_a_hundred_anonymous_large_manifest_puts_leave_memory_where_it_was(auth_
     pid = auth_process.process.pid
     # Warm up: what every refusal needs is allocated once.
     assert _anonymous_put(auth_process, -1) == 401
-    before = _status_kib(pid, "VmRSS") * 1024
+    before = proc_status_kib(pid, "VmRSS") * 1024
     peak = before
     with ThreadPoolExecutor(100) as pool:
         answers = pool.map(lambda i: _anonymous_put(auth_process, i), range(100), timeout=120)
         statuses = list(answers)
-        peak = max(peak, _status_kib(pid, "VmHWM") * 1024)
+        peak = max(peak, proc_status_kib(pid, "VmHWM") * 1024)
     assert statuses == [401] * 100
     time.sleep(0.5)
-    after = _status_kib(pid, "VmRSS") * 1024
+    after = proc_status_kib(pid, "VmRSS") * 1024
     # Unfixed, the bodies were kept: +400 MiB at the peak, +300 MiB for good.
     assert peak - before < 48 * MIB, f"peak {(peak - before) / MIB:.0f} MiB over {before / MIB:.0f}"
     assert after - before < 16 * MIB, f"kept {(after - before) / MIB:.0f} MiB"
@@ -241,10 +233,10 @@ def test_uploads_waiting_for_a_slow_login_keep_little_of_their_bodies(tmp_path):
         # Warm up as another user: a login that succeeded is remembered, and
         # slow's must each wait for bcrypt.
         assert upload(-1, "alice") == 201
-        before = _status_kib(pid, "VmRSS") * 1024
+        before = proc_status_kib(pid, "VmRSS") * 1024
         with ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(upload, range(8), timeout=120))
-        peak = _status_kib(pid, "VmHWM") * 1024
+        peak = proc_status_kib(pid, "VmHWM") * 1024
     finally:
         server.stop()
     assert statuses == [201] * 8

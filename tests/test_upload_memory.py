@@ -8,20 +8,12 @@ import os
 
 import pytest
 
-from tests.support import RegistryProcess
+from tests.support import RegistryProcess, proc_status_kib
 
 GIB = 1024 * 1024 * 1024
 MIB = 1024 * 1024
 #: How much the server's peak memory may grow while it receives 1 GiB.
 ALLOWED_GROWTH = 64 * MIB
-
-
-def _status_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
 
 
 _BLOCK = os.urandom(MIB)
@@ -64,10 +56,10 @@ def _grows_by(server: RegistryProcess, upload) -> int:
     location = _start_upload(conn, "warm/up")
     conn.request("PATCH", location, body=b"x" * MIB, headers={"Content-Length": str(MIB)})
     conn.getresponse().read()
-    baseline = _status_kib(pid, "VmRSS") * 1024
+    baseline = proc_status_kib(pid, "VmRSS") * 1024
     upload(conn)
     conn.close()
-    return _status_kib(pid, "VmHWM") * 1024 - baseline
+    return proc_status_kib(pid, "VmHWM") * 1024 - baseline
 
 
 def test_monolithic_1gib_upload_keeps_server_memory_flat(server_process):
@@ -132,11 +124,11 @@ def test_memory_goes_back_once_concurrent_uploads_end(server_process):
             conn.close()
 
     upload(-1)  # warm up: what every upload needs is allocated once
-    baseline = _status_kib(pid, "VmRSS") * 1024
+    baseline = proc_status_kib(pid, "VmRSS") * 1024
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(upload, range(8), timeout=300))
-    peak = _status_kib(pid, "VmHWM") * 1024
-    kept = _status_kib(pid, "VmRSS") * 1024 - baseline
+    peak = proc_status_kib(pid, "VmHWM") * 1024
+    kept = proc_status_kib(pid, "VmRSS") * 1024 - baseline
     assert kept < 16 * MIB, (
         f"server kept {kept / MIB:.0f} MiB after the uploads (peak {peak / MIB:.0f} MiB)"
     )
