@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import pytest_twisted
 from twisted.internet.defer import Deferred
 
-from ocireg.db.postgresql import _run_transaction
+from ocireg.db.pgstatements import run_transaction
 from ocireg.interfaces import IMetadataStore, ITransaction
 from ocireg.registry import Registry
 from tests.domain_helpers import local_registry, push_blob, push_image
@@ -85,7 +85,7 @@ async def test_postgresql_read_only_interaction_sends_neither_begin_nor_commit()
         await txn.execute("SELECT 1")
 
     plain, readonly = _Statements(), _Statements()
-    await _run_transaction(plain, read)  # type: ignore[arg-type]
-    await _run_transaction(readonly, read, readonly=True)  # type: ignore[arg-type]
+    await run_transaction(plain, read)  # type: ignore[arg-type]
+    await run_transaction(readonly, read, readonly=True)  # type: ignore[arg-type]
     assert plain.sent == ["BEGIN; SELECT 1", "COMMIT"]
     assert readonly.sent == ["SELECT 1"]

@@ -21,7 +21,8 @@ from zope.interface.verify import verifyObject
 
 from ocireg.digest import Digest
 from ocireg.interfaces import IBlobStore, IUploadFile, UploadInUse
-from ocireg.storage.filesystem import FilesystemBlobStore, UploadFile
+from ocireg.storage.filesystem import FilesystemBlobStore
+from ocireg.storage.uploadfile import UploadFile
 from ocireg.testing import MemoryBlobStore, MemoryUploadFile
 
 
