@@ -1,0 +1,5 @@
+"""`python -m ocireg.cli`: the `ocireg` command."""
+
+from ocireg.cli.command import main
+
+main()
