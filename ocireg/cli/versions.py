@@ -1,5 +1,7 @@
-"""`ocireg version list|show|diff|delete`, `ocireg rollback` and `ocireg tag copy`:
-a repository's versions, and new versions made by hand."""
+"""A repository's versions, and new versions made by hand.
+
+`ocireg version list|show|diff|delete`, `ocireg rollback`, `ocireg tag copy`.
+"""
 
 from __future__ import annotations
 
