@@ -2,7 +2,7 @@
 
 JSON in and out. Every error is `{"error": {"code", "message", "field"?,
 "detail"?}}`: 400 names the offending `field`, 404 is something that does not
-exist, 409 a conflict with the current state. `openapi.py` describes these
+exist, 409 a conflict with the current state. `openapi/` describes these
 routes; tests/test_openapi_fuzz.py keeps the two in step.
 """
 
