@@ -5,13 +5,21 @@ on) on a free 127.0.0.1 port, pushes a small image, then runs a well-behaved
 client in a process of its own, from 127.0.0.1: it pulls the image's
 manifest and blob in a loop (with a token) and logs in with its password once
 a second. It runs first with no attack, then during each attack of issue 13
-items 1-7 in turn, each from other loopback addresses (127.0.0.2 and up),
-each bounded in count and in time. Per phase it prints the client's pull
-latency (p50, p99, max), its failed pulls, its logins (refused, slowest), the
-server's peak RSS during the phase and its RSS a second after, and what the
-attack's requests were answered.
+items 1-7 in turn (and 6b: item 6's password checks without its burst of
+refusals), each from other loopback addresses (127.0.0.2 and up), each
+bounded in count and in time. Per phase it prints the client's pull latency
+(p50, p99, max: with few pulls in a short phase the p99 is its slowest
+pull), its failed pulls, its logins (refused, slowest), the server's peak
+RSS during the phase and its RSS a second after, what the attack's requests
+were answered, and where the CPU went: the reactor thread's CPU time and its
+time runnable but waiting for a CPU (what every request waits with it), the
+server's other threads' (bcrypt's, mostly), the attack's own (on the same
+machine, unlike a real attacker's) and the whole machine's. A machine busy
+with other work shows in the last: compare runs only on an idle one, or
+back to back (--source runs another tree, such as a checkout of main).
 
-    python benchmarks/hostile.py [--quick] [--seconds 10] [--only NAME ...] [--json FILE]
+    python benchmarks/hostile.py [--quick] [--seconds 10] [--only N ...] [--json FILE]
+                                 [--source TREE]
 
 Loopback only. Every loop is bounded; it stops the server and every client
 it starts.
@@ -103,11 +111,11 @@ def write_config(workdir: Path, port: int) -> Path:
 
 
 @contextlib.contextmanager
-def running_server(workdir: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+def running_server(workdir: Path, source: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     port = free_port()
     config = write_config(workdir, port)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source), env.get("PYTHONPATH", ""))
                                         if p)
     log = workdir / "ocireg.log"
     with log.open("wb") as out:
@@ -145,6 +153,61 @@ def status_mib(pid: int, key: str) -> float | None:
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return None
+
+
+def thread_times(pid: int) -> dict[int, tuple[float, float]]:
+    """Thread id -> (ms on a CPU, ms runnable but waiting for one), from schedstat."""
+    times = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                ran, waited = (task / "schedstat").read_text().split()[:2]
+                times[int(task.name)] = (int(ran) / 1e6, int(waited) / 1e6)
+    return times
+
+
+def busy_cpu_ms() -> float:
+    """CPU time all the machine's CPUs spent not idle since boot (ms), from /proc/stat."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return (sum(fields[:8]) - idle) * 1000 / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+class SchedulerTimes:
+    """What the server's threads did during a phase: the reactor's (the main thread's) CPU
+    time and its time runnable but waiting for a CPU, and the other threads' CPU time; and
+    beside it the CPU time of this process's attack threads and of the whole machine.
+
+    The reactor waiting for a CPU is latency every request in the process shares; the
+    attack's own CPU competes with it only because the attacker runs on the same machine.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.reactor_ms = self.reactor_wait_ms = self.threads_ms = 0.0
+        self.attack_ms = self.machine_ms = 0.0
+
+    def __enter__(self) -> SchedulerTimes:
+        self._before = thread_times(self.pid)
+        self._attack = resource.getrusage(resource.RUSAGE_SELF)
+        self._machine = busy_cpu_ms()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = thread_times(self.pid)
+        attack = resource.getrusage(resource.RUSAGE_SELF)
+        self.attack_ms = 1000 * (attack.ru_utime + attack.ru_stime
+                                 - self._attack.ru_utime - self._attack.ru_stime)
+        self.machine_ms = busy_cpu_ms() - self._machine
+        for tid, (ran, waited) in after.items():
+            ran_before, waited_before = self._before.get(tid, (0.0, 0.0))
+            if tid == self.pid:
+                self.reactor_ms = ran - ran_before
+                self.reactor_wait_ms = waited - waited_before
+            else:
+                self.threads_ms += ran - ran_before
 
 
 class RssSampler:
@@ -429,6 +492,19 @@ def password_guesses(port: int, seconds: float, scale: float) -> dict:
     return _bounded(jobs, max(1, int(150 * scale)), time.monotonic() + seconds)
 
 
+def steady_guesses(port: int, seconds: float, scale: float) -> dict:
+    """Item 6, bcrypt's part alone: wrong passwords 8 at a time for the whole phase, each for
+    another user, from 40 addresses in turn, so that few are refused unchecked and bcrypt
+    runs all the time (attack 6 is over in a second, and most of it is answered 429)."""
+    addresses = attacker_addresses(40, 100)
+    jobs = [lambda i=i: str(login(port, f"user{i}", "wrong", "", addresses[i % 40])[0])
+            for i in range(max(1, int(2000 * scale)))]
+    answers = _bounded(jobs, 8, time.monotonic() + seconds)
+    # It guesses until the time is up: what was left is no answer.
+    answers.pop("not sent (time up)", None)
+    return answers
+
+
 def lock_out(port: int, seconds: float, scale: float) -> dict:
     """Item 7: wrong passwords for alice from 5 addresses, and for many users from hers."""
     deadline = time.monotonic() + seconds
@@ -447,6 +523,7 @@ ATTACKS: dict[str, Callable[[int, float, float], dict]] = {
     "4 connections, trickling": connections,
     "5 upload sessions": upload_sessions,
     "6 parallel guesses": password_guesses,
+    "6b steady guesses": steady_guesses,
     "7 lock-out": lock_out,
 }
 
@@ -470,7 +547,7 @@ def run_phase(proc: subprocess.Popen, port: int, layer: str, token: str, name: s
     client = context.Process(target=well_behaved,
                              args=(port, layer, token, seconds * 3 + 30, stop, out),
                              daemon=True)
-    with RssSampler(proc.pid, seconds * 4 + 60) as sampler:
+    with RssSampler(proc.pid, seconds * 4 + 60) as sampler, SchedulerTimes(proc.pid) as cpu:
         client.start()
         time.sleep(0.5)
         started = time.monotonic()
@@ -500,6 +577,11 @@ def run_phase(proc: subprocess.Popen, port: int, layer: str, token: str, name: s
         "logins_refused": sum(1 for status, _ in logins if status != 200),
         "slowest_login_s": max((s for _, s in logins), default=None),
         "peak_rss_mib": round(sampler.peak, 1),
+        "reactor_cpu_ms": round(cpu.reactor_ms),
+        "reactor_wait_ms": round(cpu.reactor_wait_ms),
+        "threads_cpu_ms": round(cpu.threads_ms),
+        "attack_cpu_ms": round(cpu.attack_ms),
+        "machine_cpu_ms": round(cpu.machine_ms),
         "rss_after_mib": status_mib(proc.pid, "VmRSS"),
         "attack_answers": answers,
         "server_alive": proc.poll() is None,
@@ -524,6 +606,13 @@ def print_table(title: str, rows: list[dict]) -> None:
               f"{r['logins_refused']:7d} {slowest:>8} {r['peak_rss_mib']:9.1f} "
               f"{_ms(r['rss_after_mib']):>7}")
     print()
+    print("CPU time during each phase (ms): the server's reactor thread, its time runnable but "
+          "waiting for a CPU, the server's other threads, the attack (this process), all CPUs")
+    for r in rows:
+        print(f"{r['phase']:30} reactor {r['reactor_cpu_ms']:6d}, waited "
+              f"{r['reactor_wait_ms']:5d}; threads {r['threads_cpu_ms']:6d}; attack "
+              f"{r['attack_cpu_ms']:6d}; machine {r['machine_cpu_ms']:6d}")
+    print()
     for r in rows:
         if r["attack_answers"] or not r["server_alive"]:
             alive = "" if r["server_alive"] else "  SERVER DIED"
@@ -538,9 +627,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="shorter phases and a fifth of each attack's requests")
     parser.add_argument("--only", action="append", default=[], metavar="NUMBER",
-                        help="run only this attack (1-7; repeatable), after the baseline")
+                        help="run only this attack (1-7 or 6b; repeatable), after the baseline")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--tmpdir", type=Path, help="where the data dir goes")
+    parser.add_argument("--source", type=Path, default=REPO_ROOT,
+                        help="the ocireg source tree to run (default: this one), to compare two")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (4.0 if args.quick else 10.0)
     args.scale = 0.2 if args.quick else 1.0
@@ -558,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="ocireg-hostile-", dir=args.tmpdir) as tmp:
         workdir = Path(tmp)
-        with running_server(workdir) as (proc, port):
+        with running_server(workdir, args.source.resolve()) as (proc, port):
             _, layer = seed(port)
             status, token = login(port, "alice", PASSWORDS["alice"],
                                   f"repository:{REPOSITORY}:pull")
@@ -571,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 rows.append(run_phase(proc, port, layer, token, name, attack, args.seconds,
                                       args.scale))
-    title = (f"ocireg under attack: {args.seconds:g} s per attack, scale {args.scale:g}, "
+    title = (f"ocireg ({args.source}) under attack: {args.seconds:g} s per attack, "
+             f"scale {args.scale:g}, "
              f"bcrypt cost {BCRYPT_COST}, {os.cpu_count()} CPUs, Python "
              f"{platform.python_version()}")
     print_table(title, rows)

@@ -18,13 +18,14 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
-from ocireg.api.auth import AdminOnly, RequestAccess, TokenAPI
+from ocireg.api.auth import AdminOnly, RequestAccess
 from ocireg.api.health import HealthAPI
 from ocireg.api.management import ManagementAPI
 from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
 from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite
+from ocireg.api.token import TokenAPI
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.cache import ReadCache

@@ -5,19 +5,16 @@
 the handler) and whether they may act on a repository, and turns a refusal
 into the registry error the spec gives: 401 `UNAUTHORIZED` with a
 `WWW-Authenticate` challenge naming the scope the client needs, or 403
-`DENIED`. `TokenAPI` is the token endpoint; `AdminOnly` guards the
-management API.
+`DENIED`. `AdminOnly` guards the management API; the token endpoint is
+ocireg/api/token.py's.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Callable
-from urllib.parse import parse_qs
 
-from klein import Klein
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -26,14 +23,8 @@ from twisted.web.server import NOT_DONE_YET
 
 from ocireg.api.errors import (
     INTERNAL,
-    NO_SUCH_ENDPOINT,
-    TOKEN_REQUEST_INVALID,
-    install_error_handlers,
     management_error,
-    oci_error,
 )
-from ocireg.api.render import json_response
-from ocireg.api.streaming import BufferedBody
 from ocireg.auth.authoriser import MANAGEMENT
 from ocireg.auth.interfaces import (
     AuthenticationFailed,
@@ -46,14 +37,11 @@ from ocireg.auth.interfaces import (
 )
 from ocireg.auth.permissions import DELETE, PULL, PUSH
 from ocireg.auth.throttle import Throttled
-from ocireg.auth.tokens import TokenTooLarge, parse_scopes
 from ocireg.errors import (
     BLOB_UPLOAD_UNKNOWN,
-    BODY_TOO_LARGE,
     DENIED,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
-    UNSUPPORTED,
     RegistryError,
 )
 from ocireg.uploads import client_key
@@ -62,8 +50,6 @@ _log = Logger()
 
 #: An Authorization header longer than this is refused unread.
 MAX_AUTHORIZATION = 8192
-#: A token request's form: a user name, a password and up to 64 scopes fit well.
-MAX_TOKEN_BODY = 64 * 1024
 
 #: The actions a client asks a token for, to do each action.
 _SCOPE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
@@ -98,13 +84,15 @@ def parse_authorization(values: list[bytes] | None) -> Credentials:
     raise AuthenticationFailed("the Authorization header is neither Basic nor Bearer")
 
 
-def _address(request: IRequest) -> str:
+def client_address(request: IRequest) -> str:
+    """The address `request` came from, which the login throttle counts by."""
     channel = getattr(request, "channel", None)
     peer = channel.getPeer() if channel is not None and channel.transport is not None else None
     return getattr(peer, "host", None) or str(peer)
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
+    """`value` as a quoted string of a WWW-Authenticate parameter."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -153,7 +141,7 @@ class RequestAccess:
                 self.authoriser.accepts_basic
             ):
                 raise AuthenticationFailed("this registry takes tokens, not Basic credentials")
-            return await self.authoriser.authenticate(credentials, _address(request))
+            return await self.authoriser.authenticate(credentials, client_address(request))
         except AuthenticationFailed as e:
             return self._unauthorized(request, None, e.reason,
                                       "invalid_token" if e.invalid_token else None)
@@ -222,7 +210,7 @@ class RequestAccess:
 
     async def upload_client(self, request: IRequest) -> str:
         """Whose open upload sessions a new one counts with: the caller's, or their address's."""
-        return client_key((await self.principal(request)).user, _address(request))
+        return client_key((await self.principal(request)).user, client_address(request))
 
     def upload_guard(self, request: IRequest) -> RequestUploadGuard:
         """What the body path asks before writing `request`'s upload body."""
@@ -270,14 +258,14 @@ class RequestAccess:
     ) -> RegistryError:
         challenge = self.authoriser.challenge
         if challenge.scheme == "Basic" or basic:
-            header = f"Basic realm={_quoted(challenge.service)}"
+            header = f"Basic realm={quoted(challenge.service)}"
         else:
-            parts = [f"realm={_quoted(self.realm(request))}",
-                     f"service={_quoted(challenge.service)}"]
+            parts = [f"realm={quoted(self.realm(request))}",
+                     f"service={quoted(challenge.service)}"]
             if scope is not None:
-                parts.append(f"scope={_quoted(scope)}")
+                parts.append(f"scope={quoted(scope)}")
             if error is not None:
-                parts.append(f"error={_quoted(error)}")
+                parts.append(f"error={quoted(error)}")
             header = "Bearer " + ",".join(parts)
         return RegistryError(UNAUTHORIZED, message, detail, {"WWW-Authenticate": header})
 
@@ -298,93 +286,6 @@ class RequestUploadGuard:
 
     async def client(self) -> str:
         return await self._access.upload_client(self._request)
-
-
-def _rfc3339(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-class TokenAPI:
-    """The token endpoint of the Docker registry token specification, at `path`."""
-
-    def __init__(self, access: RequestAccess, path: str, clock) -> None:
-        self._access = access
-        self._clock = clock
-        self._path = path
-
-    def resource(self) -> IResource:
-        # An app per instance: the path is the configuration's.
-        instance = Klein()
-        instance.route(self._path, methods=["GET"])(self._get)
-        instance.route(self._path, methods=["POST"])(self._post)
-        install_error_handlers(instance, oci_error, lambda request: NO_SUCH_ENDPOINT)
-        return instance.resource()
-
-    async def _get(self, request: IRequest) -> bytes:
-        args = {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs]
-                for k, vs in request.args.items()}
-        return await self._issue(request, args, None)
-
-    async def _post(self, request: IRequest) -> bytes:
-        # The OAuth2 form docker sends with a stored identity: a password grant.
-        content = request.content
-        raw = content.value() if isinstance(content, BufferedBody) else content.read()
-        if len(raw) > MAX_TOKEN_BODY:
-            raise RegistryError(
-                BODY_TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes"
-            )
-        try:
-            args = parse_qs(raw.decode("utf-8"), max_num_fields=100)
-        except (UnicodeDecodeError, ValueError):
-            raise RegistryError(TOKEN_REQUEST_INVALID, "the body is not a form") from None
-        grant = (args.get("grant_type") or [""])[0]
-        if grant != "password":
-            raise RegistryError(UNSUPPORTED, f"grant_type {grant[:40]!r} is not supported; "
-                                "use password")
-        user = (args.get("username") or [""])[0]
-        password = (args.get("password") or [""])[0]
-        return await self._issue(request, args, BasicCredentials(user, password))
-
-    async def _issue(self, request: IRequest, args: dict[str, list[str]],
-                     form: BasicCredentials | None) -> bytes:
-        access = self._access
-        service = (args.get("service") or [None])[0]
-        if service is not None and service != access.authoriser.challenge.service:
-            raise RegistryError(TOKEN_REQUEST_INVALID, f"unknown service {service[:60]!r}")
-        try:
-            requested = parse_scopes(args.get("scope", []))
-        except ValueError as e:
-            raise RegistryError(TOKEN_REQUEST_INVALID, str(e)) from None
-        try:
-            if form is not None:
-                principal = await access.authoriser.authenticate(form, _address(request))
-            else:
-                credentials = parse_authorization(
-                    request.requestHeaders.getRawHeaders(b"authorization")
-                )
-                if isinstance(credentials, BearerCredentials):
-                    raise AuthenticationFailed("log in with a user name and password")
-                principal = await access.authoriser.authenticate(credentials, _address(request))
-        except AuthenticationFailed as e:
-            raise RegistryError(
-                UNAUTHORIZED, e.reason,
-                headers={"WWW-Authenticate": f"Basic realm={_quoted(access.realm(request))}"},
-            ) from None
-        except Throttled as e:
-            raise RegistryError(TOO_MANY_REQUESTS, str(e),
-                                headers={"Retry-After": str(e.retry_after)}) from None
-        try:
-            issued = access.authoriser.issue_token(principal, requested, self._clock.seconds())
-        except TokenTooLarge as e:
-            raise RegistryError(TOKEN_REQUEST_INVALID, str(e)) from None
-        request.setHeader("Cache-Control", "no-store")
-        return json_response(request, {
-            "token": issued.token,
-            "access_token": issued.token,
-            "expires_in": issued.expires_in,
-            "issued_at": _rfc3339(issued.issued_at),
-            "scope": " ".join(a.to_scope() for a in issued.granted),
-        })
 
 
 class AdminOnly(Resource):

@@ -1,10 +1,10 @@
 """The authoriser the settings describe, opened: users read, keys loaded or generated.
 
 Everything that touches a file (the htpasswd file, the signing key, the
-trusted keys, the upload secret) runs in the auth thread pool, which also
-runs bcrypt. `AuthSetup` keeps what a reload changes: the users (re-read
-when the file changes, or on SIGHUP when its path changed) and the
-permission rules (on SIGHUP).
+trusted keys, the upload secret) runs in the auth thread pool; bcrypt runs
+in a `CheckPool` of its own (ocireg/auth/checkpool.py). `AuthSetup` keeps
+what a reload changes: the users (re-read when the file changes, or on
+SIGHUP when its path changed) and the permission rules (on SIGHUP).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from ocireg.auth.authoriser import Authoriser, OpenAuthoriser
+from ocireg.auth.checkpool import CheckPool, check_threads, usable_cpus
 from ocireg.auth.interfaces import Challenge, IAuthoriser
 from ocireg.auth.ownership import UploadOwnership, load_or_generate_secret
 from ocireg.auth.permissions import Permissions
@@ -53,15 +54,16 @@ def permissions_of(config: Config) -> Permissions:
 @attrs.define
 class AuthSetup:
     authoriser: IAuthoriser
-    pool: ThreadPool | None = None
+    #: The thread pools it runs (the files' and the password checks'), stopped with it.
+    pools: tuple[ThreadPool, ...] = ()
     watcher: HtpasswdWatcher | None = None
     _config: Config | None = None
 
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-        if self.pool is not None:
-            self.pool.stop()
+        for pool in self.pools:
+            pool.stop()
 
     def reload_hooks(self) -> dict[str, Callable[[object, object], str]]:
         """Setting -> hook(old, new) for what changes without a restart."""
@@ -94,17 +96,20 @@ async def open_auth(config: Config, reactor) -> AuthSetup:
     """The authoriser `config` describes; an OpenAuthoriser when auth is off."""
     if not config.auth_enabled:
         return AuthSetup(OpenAuthoriser())
-    # bcrypt and the auth files; two threads bound how much CPU a login flood takes.
-    pool = ThreadPool(1, 2, name="ocireg-auth")
+    # The auth files, read one at a time.
+    pool = ThreadPool(1, 1, name="ocireg-auth")
+    checks = CheckPool(check_threads(config.auth_check_threads, usable_cpus()))
     pool.start()
+    checks.start()
     try:
-        return await _open(config, reactor, pool)
+        return await _open(config, reactor, pool, checks)
     except BaseException:
         pool.stop()
+        checks.stop()
         raise
 
 
-async def _open(config: Config, reactor, pool: ThreadPool) -> AuthSetup:
+async def _open(config: Config, reactor, pool: ThreadPool, checks: CheckPool) -> AuthSetup:
     def in_pool(f, *args):
         return deferToThreadPool(reactor, pool, f, *args)
 
@@ -139,7 +144,7 @@ async def _open(config: Config, reactor, pool: ThreadPool) -> AuthSetup:
     scheme = "Bearer" if (config.auth_token_service or config.auth_realm) else "Basic"
     authoriser = Authoriser(
         permissions=permissions_of(config),
-        passwords=PasswordChecker(lambda: holder[0], reactor, pool),
+        passwords=PasswordChecker(lambda: holder[0], reactor, checks),
         throttle=LoginThrottle(
             reactor, config.auth_login_attempts, config.auth_login_window,
             config.auth_login_per_address, config.auth_login_queue,
@@ -156,8 +161,10 @@ async def _open(config: Config, reactor, pool: ThreadPool) -> AuthSetup:
     if watcher is not None:
         watcher.start(stamp)
     _log.info(
-        "authentication on: {users} users, {rules} rules, {scheme} challenge{tokens}",
+        "authentication on: {users} users, {rules} rules, {scheme} challenge{tokens}, "
+        "{threads} password checks at once",
         users=len(users.hashes), rules=len(config.auth_rules), scheme=scheme,
+        threads=checks.max,
         tokens=f", tokens at {config.auth_token_path}" if issuer else "",
     )
-    return AuthSetup(authoriser, pool, watcher, config)
+    return AuthSetup(authoriser, (pool, checks), watcher, config)

@@ -3,7 +3,8 @@
 `parse_htpasswd` is pure: it turns the file's text into `Users`, refusing
 any hash that is not bcrypt (MD5 `$apr1$`, `{SHA}`, crypt and plain text
 are all too cheap to brute-force). `PasswordChecker` runs bcrypt in a
-thread pool, never on the reactor thread, and remembers recent successes
+thread pool of its own (a `CheckPool`: fewer threads than CPUs, at a lower
+priority), never on the reactor thread, and remembers recent successes
 for a minute so that Basic credentials sent with every request of a push
 cost one bcrypt, not hundreds. `HtpasswdWatcher` notices when the file
 changes and reads it again, in a thread.

@@ -154,6 +154,11 @@ class Config:
     auth_login_queue_total: int = attrs.field(
         default=32, validator=whole_number("auth_login_queue_total", 1)
     )
+    #: Password checks (bcrypt) running at once, in threads of lower CPU priority than
+    #: the reactor's; 0: one fewer than the CPUs ocireg may use, at least one.
+    auth_check_threads: int = attrs.field(
+        default=0, validator=whole_number("auth_check_threads", 0)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.workers > 1 and not self.database:
