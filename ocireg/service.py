@@ -96,13 +96,11 @@ class RegistryService(MultiService):
         d = Deferred.fromCoroutine(self._assemble())
         d.addCallbacks(self.ready.callback, self._failed_to_start)
 
-    def _attach(self, child: IService) -> None:
+    async def _attach(self, child: IService) -> None:
         """Add `child` to the tree, which starts it; _Stopped if the tree stopped meanwhile."""
         if not self.running:
             # A stop came while a store was opening: close what just opened.
-            maybeDeferred(child.stopService).addErrback(
-                lambda f: _log.failure("closing {name}", f, name=child.name)
-            )
+            await maybeDeferred(child.stopService)
             raise _Stopped()
         child.setServiceParent(self)
 
@@ -111,12 +109,12 @@ class RegistryService(MultiService):
         create_data_dir(config.data_dir)
         if not self._listeners:
             # A worker's parent holds the lock for it (see ocireg.datadir).
-            self._attach(lock_data_dir(config))
+            await self._attach(lock_data_dir(config))
         blob_pool = ThreadPool(2, 8, name="ocireg-blobs")
-        self._attach(ThreadPoolService("blob-threads", blob_pool))
+        await self._attach(ThreadPoolService("blob-threads", blob_pool))
         blobs, space = open_blob_store(config, reactor, blob_pool)
         store, cache = await open_metadata_store(config, reactor)
-        self._attach(Closing("metadata", store.close))
+        await self._attach(Closing("metadata", store.close))
         registry = self._registry = Registry(
             MeasuredMetadataStore(store, self.metrics, reactor), blobs, reactor, cache=cache,
             space=space, max_uploads_per_client=config.max_uploads_per_client,
@@ -127,7 +125,7 @@ class RegistryService(MultiService):
         self.metrics.add_collector(housekeeping.figures)
         self.metrics.add_collector(space.figures)
         auth = self._auth = await open_auth(config, reactor)
-        self._attach(Closing("auth", auth.stop))
+        await self._attach(Closing("auth", auth.stop))
 
         admin = admin_resources(
             store_probes(registry.metadata, config.data_dir, blob_pool, reactor, space),
@@ -147,9 +145,9 @@ class RegistryService(MultiService):
         if self._listeners:
             inherited = [(str(fd), InheritedEndpoint(reactor, fd)) for fd in self._listeners]
             main = _listening("listen", inherited, site)
-            self._attach(Draining(site, config.shutdown_timeout))
+            await self._attach(Draining(site, config.shutdown_timeout))
             ports = await self._listen_all(main, "ocireg worker serves {address}")
-            self._attach(Lifeline(reactor))
+            await self._attach(Lifeline(reactor))
             return ports
 
         main = _listening("listen", _parsed(reactor, "listen", config.listen), site)
@@ -157,20 +155,22 @@ class RegistryService(MultiService):
             "admin_listen", _parsed(reactor, "admin_listen", config.admin_listen), admin_site(admin)
         )
         # Housekeeping runs in this process only, never in workers.
-        self._attach(HousekeepingService(housekeeping, config.gc_interval, reactor))
+        await self._attach(HousekeepingService(housekeeping, config.gc_interval, reactor))
         if config.workers > 1:
-            self._attach(WorkerPool(reactor, config, main, config.workers))
+            await self._attach(WorkerPool(reactor, config, main, config.workers))
         await self._listen_all(
             admin_ports, "ocireg serves /healthz, /readyz and /metrics on {address}"
         )
-        self._attach(Draining(site, config.shutdown_timeout))
+        await self._attach(Draining(site, config.shutdown_timeout))
         return await self._listen_all(main, "ocireg serves the registry API on {address}")
 
     async def _listen_all(self, services: list[ListeningService], news: str) -> list:
         ports = []
         for service in services:
-            self._attach(service)
+            await self._attach(service)
             port = await service.listening()
+            if not self.running:
+                raise _Stopped()
             _log.info(news, address=port.getHost())
             ports.append(port)
         return ports
