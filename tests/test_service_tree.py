@@ -7,6 +7,7 @@ import socket
 import pytest
 import pytest_twisted
 import treq
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -74,6 +75,20 @@ class _Held(Protocol):
         self.closed.callback(self.received)
 
 
+def _uploads_in_progress(service: RegistryService) -> float:
+    (family,) = (f for f in text_string_to_metric_families(service.metrics.render().decode())
+                 if f.name == "ocireg_uploads_in_progress")
+    return family.samples[0].value
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"not so within {timeout} s")
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_stop_stops_listening_then_drains_the_requests_in_flight_then_closes_the_stores(
     tmp_path,
@@ -93,7 +108,7 @@ async def test_a_stop_stops_listening_then_drains_the_requests_in_flight_then_cl
         f"PATCH {location} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
         "Content-Length: 8\r\n\r\nhalf".encode()
     )
-    await deferLater(reactor, 0.2, lambda: None)
+    await _until(lambda: _uploads_in_progress(service) == 1)
 
     stopping = service.stopService()
     await deferLater(reactor, 0.2, lambda: None)
