@@ -4,8 +4,8 @@
 service manager `READY=1` once the registry service says its stores are open
 and its ports listen, `STOPPING=1` when the stop begins (twistd turns SIGTERM
 into a reactor stop, which stops the services: the registry service then
-drains its requests), and `RELOADING=1` around a SIGHUP reload. It makes a
-failed start exit with status 1, so that systemd sees the failure.
+drains its requests), and `RELOADING=1` around a SIGHUP reload. It ends the
+process when the start fails, with status 1, so that systemd sees the failure.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import sys
 from collections.abc import Callable
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ocireg.config import masked
 from ocireg.logoutput import LogOutput
@@ -76,10 +77,20 @@ class Daemon(MultiService):
         self._notifier.ready(f"serving on {addresses}")
         _log.info("ocireg is ready")
 
-    def _failed(self, failure) -> None:
-        # The registry service has logged why and stopped the reactor; twistd
-        # itself would exit 0, and systemd would not know the start failed.
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(CancelledError):
+            # Stopped before it was ready: the stop is under way, and no failure.
+            return
+        # The registry service has logged why. twistd itself would exit 0,
+        # and systemd would not know the start failed.
         self._reactor.addSystemEventTrigger("after", "shutdown", self._exit_failed)
+        if self._reactor.running:
+            self._reactor.stop()
+        else:
+            # twistd starts the services before the reactor runs: a failure
+            # before the registry service's first await lands here, and a stop
+            # must wait for the reactor to run.
+            self._reactor.callWhenRunning(self._reactor.stop)
 
     def _exit_failed(self) -> None:
         sys.stdout.flush()

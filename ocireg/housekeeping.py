@@ -70,7 +70,13 @@ class Housekeeping:
 
 
 class HousekeepingService(Service):
-    """Runs `housekeeping` every `interval` seconds, the first run one interval after start."""
+    """Runs `housekeeping` every `interval` seconds, the first run one interval after start.
+
+    Not Twisted's TimerService: that one runs at once on start, and an
+    interval of 0 would make it run without end rather than never.
+    """
+
+    name = "housekeeping"
 
     def __init__(self, housekeeping: Housekeeping, interval: float, clock: IReactorTime) -> None:
         self._housekeeping = housekeeping

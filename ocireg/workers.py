@@ -28,19 +28,21 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IReadDescriptor, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ocireg.config import Config
+from ocireg.serving import ListeningService
 
 _log = Logger()
 
@@ -96,12 +98,23 @@ def socket_family(port) -> str:
     raise ValueError(f"{port!r} is not a TCP or Unix socket")
 
 
-def adopt(reactor, listener: Listener, factory: protocol.Factory):
-    """Listen on the inherited socket `listener` with `factory`; the port."""
-    port = reactor.adoptStreamPort(listener.fd, _FAMILIES[listener.family], factory)
-    # The reactor listens on a duplicate: close ours.
-    os.close(listener.fd)
-    return port
+@implementer(IStreamServerEndpoint)
+class InheritedEndpoint:
+    """The listening socket `listener` inherited from the parent, as an endpoint."""
+
+    def __init__(self, reactor, listener: Listener) -> None:
+        self._reactor = reactor
+        self._listener = listener
+
+    def listen(self, factory: protocol.Factory) -> Deferred:
+        fd = self._listener.fd
+        try:
+            port = self._reactor.adoptStreamPort(fd, _FAMILIES[self._listener.family], factory)
+        except Exception:
+            return fail()
+        # The reactor listens on a duplicate: close ours.
+        os.close(fd)
+        return succeed(port)
 
 
 def config_to_environment(config: Config) -> str:
@@ -116,16 +129,24 @@ def config_from_environment(environ: dict[str, str] | None = None) -> Config:
 
 
 @implementer(IReadDescriptor)
-class Lifeline:
+class Lifeline(Service):
     """The child's end of the pipe from its parent: end-of-file means the parent is gone."""
+
+    name = "lifeline"
 
     def __init__(self, reactor, fd: int = LIFELINE_FD) -> None:
         self._reactor = reactor
         self._fd = fd
         os.set_blocking(fd, False)
 
-    def start(self) -> None:
+    def startService(self) -> None:
+        super().startService()
         self._reactor.addReader(self)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._fd >= 0:
+            self._reactor.removeReader(self)
 
     def fileno(self) -> int:
         return self._fd
@@ -173,12 +194,20 @@ class _Child(protocol.ProcessProtocol):
 
 
 class WorkerPool(Service):
-    """Keeps `count` child processes serving the parent's listening `ports`."""
+    """Keeps `count` child processes serving the ports of the parent's `listening` services.
 
-    def __init__(self, reactor, config: Config, ports: list, count: int) -> None:
+    The children start once every one of those listens.
+    """
+
+    name = "workers"
+
+    def __init__(
+        self, reactor, config: Config, listening: Sequence[ListeningService], count: int
+    ) -> None:
         self._reactor = reactor
         self._config = config
-        self._ports = ports
+        self._listening = tuple(listening)
+        self._ports: list = []
         self._count = count
         self._children: dict[int, _Child] = {}
         self._failures: dict[int, int] = {}
@@ -202,6 +231,14 @@ class WorkerPool(Service):
 
     def startService(self) -> None:
         super().startService()
+        ports = gatherResults([s.listening() for s in self._listening], consumeErrors=True)
+        # A port that does not listen fails the whole start, which says why.
+        ports.addCallbacks(self._spawn_all, lambda failure: None)
+
+    def _spawn_all(self, ports: list) -> None:
+        if not self.running:
+            return
+        self._ports = ports
         for number in range(1, self._count):
             self._spawn(number)
 

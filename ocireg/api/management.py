@@ -20,7 +20,6 @@ from ocireg.api.openapi import document as openapi_document
 from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
 from ocireg.api.streaming import BufferedBody
-from ocireg.config import DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
 from ocireg.distributions import Distribution
 from ocireg.errors import INVALID, RegistryError
 from ocireg.history import Change, Diff, VersionSummary
@@ -194,12 +193,12 @@ class ManagementAPI:
     app.url_map.converters["int"] = _VersionNumber
     install_error_handlers(app, management_error, lambda request: NOT_FOUND)
 
-    def __init__(self, registry: Registry, housekeeping: Housekeeping | None = None) -> None:
+    def __init__(
+        self, manage: Management, registry: Registry, housekeeping: Housekeeping
+    ) -> None:
+        self._manage = manage
         self._registry = registry
-        self._manage = Management(registry.metadata, registry.blobs, registry.clock)
-        self._housekeeping = housekeeping or Housekeeping.of(
-            registry, registry.clock, DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
-        )
+        self._housekeeping = housekeeping
 
     def resource(self):
         return self.app.resource()
