@@ -33,10 +33,10 @@ from ocireg.datadir import DataDirLock, create_data_dir
 from ocireg.db.migrations import SchemaTooNew
 from ocireg.db.postgresql import DatabaseUnavailable, PostgreSQLMetadataStore
 from ocireg.db.sqlite import SQLiteMetadataStore
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.housekeeping import Housekeeping, HousekeepingService
 from ocireg.interfaces import IMetadataStore
 from ocireg.metrics import MeasuredMetadataStore, RegistryMetrics
-from ocireg.registry import Registry
 from ocireg.requestlog import RequestLog
 from ocireg.storage.filesystem import FilesystemBlobStore
 from ocireg.storage.space import FreeSpace
@@ -46,7 +46,7 @@ _log = Logger()
 
 
 def build_site(
-    registry: Registry,
+    registry: RegistryOperations,
     extra: Mapping[bytes, IResource] | None = None,
     observers: Iterable[RequestObserver] = (),
     reactor=None,
@@ -106,7 +106,7 @@ class _Root(Resource):
 
 
 def _admin_resources(
-    registry: Registry, metrics: RegistryMetrics, blob_pool: ThreadPool, config: Config,
+    registry: RegistryOperations, metrics: RegistryMetrics, blob_pool: ThreadPool, config: Config,
     reactor, stopping,
 ) -> dict[bytes, IResource]:
     """`/healthz`, `/readyz` (probing both stores and the free space) and `/metrics`."""
@@ -169,8 +169,8 @@ def _reason(e: BaseException) -> str:
 
 async def open_registry(
     config: Config, reactor, lock: bool = True
-) -> tuple[Registry, ThreadPool, DataDirLock]:
-    """The stores named by `config`, opened, in a Registry; and the data directory's lock.
+) -> tuple[RegistryOperations, ThreadPool, DataDirLock]:
+    """The stores named by `config`, opened, in a RegistryOperations; and the data directory's lock.
 
     `lock`: take the lock (see ocireg.datadir); a worker, whose parent holds it, does not.
     Every failure is a ConfigError naming the setting at fault, or an unexpected error.
@@ -217,7 +217,7 @@ async def open_registry(
         blob_pool.stop()
         held.release()
         raise
-    registry = Registry(
+    registry = RegistryOperations(
         metadata, blobs, reactor, cache=cache, space=space,
         max_uploads_per_client=config.max_uploads_per_client,
     )
@@ -251,7 +251,7 @@ class RegistryService(MultiService):
         self.housekeeping: Housekeeping | None = None
         self._housekeeping_timer: HousekeepingService | None = None
         self._ports: list = []
-        self._registry: Registry | None = None
+        self._registry: RegistryOperations | None = None
         self._blob_pool: ThreadPool | None = None
         self._lock: DataDirLock | None = None
         self._auth: AuthSetup | None = None

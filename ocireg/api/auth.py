@@ -47,6 +47,7 @@ from ocireg.auth.interfaces import (
 from ocireg.auth.permissions import DELETE, PULL, PUSH
 from ocireg.auth.throttle import Throttled
 from ocireg.auth.tokens import TokenTooLarge, parse_scopes
+from ocireg.domain.uploads import client_key
 from ocireg.errors import (
     BLOB_UPLOAD_UNKNOWN,
     BODY_TOO_LARGE,
@@ -56,7 +57,6 @@ from ocireg.errors import (
     UNSUPPORTED,
     RegistryError,
 )
-from ocireg.uploads import client_key
 
 _log = Logger()
 

@@ -23,6 +23,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ocireg.api.render import json_response
+from ocireg.api.uploadheaders import error_headers
 from ocireg.errors import (
     BLOB_UNKNOWN,
     BLOB_UPLOAD_INVALID,
@@ -188,7 +189,7 @@ def install_error_handlers(
 
 
 def _set_headers(request: IRequest, error: RegistryError) -> None:
-    for key, value in error.headers.items():
+    for key, value in error_headers(error).items():
         request.setHeader(key, str(value))
 
 
@@ -206,7 +207,7 @@ def oci_error(request: IRequest, error: RegistryError) -> bytes:
     """`error` in the distribution spec's error JSON: `{"errors": [{code, message, detail}]}`."""
     wire = WIRE[error.code]
     _set_headers(request, error)
-    if wire.status == 405 and "Allow" not in error.headers:
+    if wire.status == 405 and "Allow" not in error_headers(error):
         # HTTP requires it: what the resource still takes (for a refused delete, the rest).
         request.setHeader("Allow", _allowed_methods(request))
     if error.code == INTERNAL:

@@ -21,14 +21,15 @@ from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
 from ocireg.api.streaming import BufferedBody
 from ocireg.config import DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
-from ocireg.distributions import Distribution
+from ocireg.domain.distributions import Distribution
+from ocireg.domain.history import Diff, VersionSummary
+from ocireg.domain.management_operations import ManagementOperations
+from ocireg.domain.registry_operations import RegistryOperations
+from ocireg.domain.repositories import RepositoryInfo
+from ocireg.domain.rewrite import Change
+from ocireg.domain.staging import Staging
 from ocireg.errors import INVALID, RegistryError
-from ocireg.history import Change, Diff, VersionSummary
 from ocireg.housekeeping import Housekeeping
-from ocireg.management import Management
-from ocireg.registry import Registry
-from ocireg.repositories import RepositoryInfo
-from ocireg.staging import Staging
 
 _ABSENT = object()
 
@@ -108,7 +109,7 @@ def _strings(document: dict, name: str) -> list[str]:
 
 
 def _page(items: list, limit: int | None, key) -> tuple[list, str | None]:
-    """Items fetched with one extra (see `Management`), cut to the page; the next page's cursor."""
+    """Items fetched with one extra, cut to the page; the next page's cursor."""
     size = 100 if limit is None else limit
     if len(items) > size:
         items = items[:size]
@@ -194,9 +195,11 @@ class ManagementAPI:
     app.url_map.converters["int"] = _VersionNumber
     install_error_handlers(app, management_error, lambda request: NOT_FOUND)
 
-    def __init__(self, registry: Registry, housekeeping: Housekeeping | None = None) -> None:
+    def __init__(
+        self, registry: RegistryOperations, housekeeping: Housekeeping | None = None
+    ) -> None:
         self._registry = registry
-        self._manage = Management(registry.metadata, registry.blobs, registry.clock)
+        self._manage = ManagementOperations(registry.metadata, registry.blobs, registry.clock)
         self._housekeeping = housekeeping or Housekeeping.of(
             registry, registry.clock, DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
         )

@@ -24,6 +24,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 
+from ocireg.api.uploadheaders import check_content_range
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.errors import (
     BLOB_UPLOAD_INVALID,
     DIGEST_INVALID,
@@ -35,7 +37,6 @@ from ocireg.errors import (
 )
 from ocireg.interfaces import IUploadFile
 from ocireg.manifest import MAX_MANIFEST_SIZE
-from ocireg.registry import Registry, check_content_range
 
 _log = Logger()
 
@@ -431,7 +432,7 @@ def parse_content_range(value: str, length: int | None) -> tuple[int, int]:
 
 
 def route_body(
-    registry: Registry,
+    registry: RegistryOperations,
     method: bytes,
     target: bytes,
     headers,

@@ -52,7 +52,7 @@ async def create_upload(
 ) -> Upload | None:
     """Record upload `uuid` of `repository`, opened by `owner`; None, recording nothing,
     when a pinned distribution serves that name (it takes no pushes: see
-    `versions.check_writable`), or when `owner` already has `limit` uploads open.
+    `repositories.check_writable`), or when `owner` already has `limit` uploads open.
 
     One statement: on a networked database each is a round trip. Where
     transactions run side by side (PostgreSQL), each counts without seeing

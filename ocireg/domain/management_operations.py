@@ -1,9 +1,9 @@
-"""The management operations, as the management API calls them.
+"""The management API's operations over the stores, as the HTTP layer calls them.
 
 Each method validates its input (naming the offending field in a 400), runs
-the domain functions of `repositories`, `history`, `staging` and
-`distributions` in one transaction of the metadata store, and returns their
-values. Every operation that makes a version also prunes the repository to
+the domain functions of `repositories`, `history`, `rewrite`, `folding`,
+`staging` and `distributions` in one transaction of the metadata store, and
+returns their values. Every operation that makes a version also prunes the repository to
 its `retain_versions`, in the same transaction. Nothing here knows of HTTP.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from ocireg import distributions, history, repositories, staging
 from ocireg.digest import Digest
+from ocireg.domain import distributions, folding, history, repositories, rewrite, staging
 from ocireg.errors import INVALID, RegistryError
 from ocireg.interfaces import IBlobStore, IMetadataStore
 from ocireg.names import validate_name, validate_tag
@@ -71,7 +71,7 @@ def check_limit(limit: int | None, field: str = "limit") -> int:
 
 
 @attrs.define
-class Management:
+class ManagementOperations:
     """Repositories, their versions and staging, and distributions."""
 
     metadata: IMetadataStore
@@ -120,7 +120,7 @@ class Management:
         check_name(name)
 
         async def update(txn):
-            await history.set_retention(txn, name, retain_versions)
+            await folding.set_retention(txn, name, retain_versions)
             return await repositories.describe(txn, name)
 
         return await self.metadata.transact(update)
@@ -162,14 +162,14 @@ class Management:
         check_version(target, "target")
         return await self.metadata.transact(lambda txn: history.diff(txn, name, base, target))
 
-    async def rollback(self, name: str, number: int) -> history.Change:
+    async def rollback(self, name: str, number: int) -> rewrite.Change:
         check_name(name)
         check_version(number)
         now = self._now()
 
         async def rollback(txn):
-            change = await history.rollback(txn, self.blobs, name, number, now)
-            await history.retain(txn, name)
+            change = await rewrite.rollback(txn, self.blobs, name, number, now)
+            await folding.prune_by_name(txn, name)
             return change
 
         return await self.metadata.transact(rollback)
@@ -183,7 +183,7 @@ class Management:
         remove_manifests: list[str],
         source_repository: str | None,
         source_version: int | None,
-    ) -> history.Change:
+    ) -> rewrite.Change:
         check_name(name)
         for tag, reference in add_tags.items():
             check_tag(tag, f"add_tags.{tag}")
@@ -201,7 +201,7 @@ class Management:
             check_name(source_repository, "source.repository")
         if source_version is not None:
             check_version(source_version, "source.version")
-        change = history.Modification(
+        change = rewrite.Modification(
             dict(add_tags), tuple(remove_tags), tuple(added), tuple(removed),
             source_repository, source_version,
         )
@@ -213,8 +213,8 @@ class Management:
         now = self._now()
 
         async def modify(txn):
-            result = await history.modify(txn, self.blobs, name, change, now)
-            await history.retain(txn, name)
+            result = await rewrite.modify(txn, self.blobs, name, change, now)
+            await folding.prune_by_name(txn, name)
             return result
 
         return await self.metadata.transact(modify)
@@ -222,7 +222,7 @@ class Management:
     async def delete_version(self, name: str, number: int) -> None:
         check_name(name)
         check_version(number)
-        await self.metadata.transact(lambda txn: history.delete_version(txn, name, number))
+        await self.metadata.transact(lambda txn: folding.delete_version(txn, name, number))
 
     # Staging
 
