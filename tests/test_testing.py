@@ -7,7 +7,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from ocireg.domain.promotion import BlobBytesMissing
+from ocireg.domain.errors import BlobBytesMissing
 from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.manifest import OCI_MANIFEST
 from ocireg.testing import MemoryBlobStore, memory_metadata_store

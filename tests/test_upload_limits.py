@@ -11,7 +11,7 @@ from twisted.internet import reactor
 
 from ocireg.config import Config
 from ocireg.db.migrations import migrations
-from ocireg.domain.upload_operations import UPLOADS_RETRY_AFTER
+from ocireg.domain.errors import UPLOADS_RETRY_AFTER
 from ocireg.domain.uploads import client_key
 from ocireg.service import RegistryService
 from tests.api_helpers import (

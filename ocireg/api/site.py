@@ -33,10 +33,9 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ocireg.api.auth import RequestAccess
-from ocireg.api.errors import early_answer
+from ocireg.api.errors import early_answer, error_headers
 from ocireg.api.observe import RequestObserver, record_of
 from ocireg.api.streaming import GuardedBody, UploadBody, route_body
-from ocireg.api.uploadheaders import error_headers
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import PUSH
 from ocireg.domain.registry_operations import RegistryOperations

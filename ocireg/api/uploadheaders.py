@@ -1,8 +1,7 @@
-"""An upload's headers: where it is and what it holds, and a chunk's Content-Range."""
+"""An upload's headers: where it is, what it holds, and a chunk's Content-Range."""
 
 from __future__ import annotations
 
-from ocireg.domain.upload_operations import TooManyUploads, UploadRangeInvalid
 from ocireg.errors import SIZE_INVALID, UPLOAD_RANGE_INVALID, RegistryError
 
 
@@ -14,23 +13,6 @@ def upload_location(name: str, uuid: str) -> str:
 def upload_range(size: int) -> str:
     """The `Range` header value for an upload holding `size` bytes (docker wants it bare)."""
     return f"0-{max(size - 1, 0)}"
-
-
-def error_headers(error: RegistryError) -> dict[str, str]:
-    """The headers an answer of `error` carries: the raiser's, and those its fields imply.
-
-    A chunk that does not fit its upload says where the upload ends, so the
-    client can resume from there; a client over its upload sessions is told
-    when to try again.
-    """
-    headers: dict[str, str] = {}
-    if isinstance(error, UploadRangeInvalid):
-        headers["Range"] = upload_range(error.size)
-        headers["Location"] = upload_location(error.name, error.uuid)
-    elif isinstance(error, TooManyUploads):
-        headers["Retry-After"] = str(error.retry_after)
-    headers.update(error.headers)
-    return headers
 
 
 def check_content_range(start: int, end: int, length: int | None) -> None:

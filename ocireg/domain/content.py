@@ -15,8 +15,8 @@ from collections.abc import Iterable
 
 from ocireg.db.batch import BATCH, chunks, marks
 from ocireg.digest import Digest
+from ocireg.domain.errors import VersionUnknown
 from ocireg.domain.repositories import Repository
-from ocireg.errors import VERSION_UNKNOWN, RegistryError
 from ocireg.interfaces import ITransaction
 from ocireg.manifest import Manifest
 
@@ -34,11 +34,7 @@ async def version_exists(txn: ITransaction, repository: Repository, number: int)
         (repository.id, number),
     )
     if not rows:
-        raise RegistryError(
-            VERSION_UNKNOWN,
-            f"repository {repository.name!r} has no version {number}",
-            {"repository": repository.name, "version": number},
-        )
+        raise VersionUnknown(repository.name, number)
 
 
 async def content_at(txn: ITransaction, repository: Repository, number: int) -> Content:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import attrs
 
 from ocireg.domain.content import version_exists
+from ocireg.domain.errors import DistributionExists, DistributionUnknown
 from ocireg.domain.repositories import existing_repository
-from ocireg.errors import DISTRIBUTION_UNKNOWN, STATE_CONFLICT, RegistryError
 from ocireg.interfaces import ITransaction
 
 
@@ -36,10 +36,7 @@ _SELECT = (
 async def find(txn: ITransaction, base_path: str) -> Distribution:
     rows = await txn.execute(_SELECT + " WHERE d.base_path = ?", (base_path,))
     if not rows:
-        raise RegistryError(
-            DISTRIBUTION_UNKNOWN, f"there is no distribution {base_path!r}",
-            {"base_path": base_path},
-        )
+        raise DistributionUnknown(base_path)
     return Distribution(*rows[0])
 
 
@@ -73,10 +70,7 @@ async def create(
         (base_path, target.id, version, now),
     )
     if not rows:
-        raise RegistryError(
-            STATE_CONFLICT, f"distribution {base_path!r} already exists",
-            {"field": "base_path", "base_path": base_path},
-        )
+        raise DistributionExists(base_path)
     return await find(txn, base_path)
 
 

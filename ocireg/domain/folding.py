@@ -10,8 +10,8 @@ start), the latest version and versions a distribution is pinned to stay.
 from __future__ import annotations
 
 from ocireg.domain.content import version_exists
+from ocireg.domain.errors import InvalidField, VersionPinned, VersionUndeletable
 from ocireg.domain.repositories import Repository, existing_repository
-from ocireg.errors import INVALID, STATE_CONFLICT, RegistryError
 from ocireg.interfaces import ITransaction
 
 
@@ -141,27 +141,17 @@ async def delete_version(txn: ITransaction, name: str, number: int) -> None:
     repository = await existing_repository(txn, name, lock=True)
     await version_exists(txn, repository, number)
     if number == 0 or number == repository.latest_version:
-        which = "version 0, the empty start," if number == 0 else "the latest version"
-        raise RegistryError(
-            STATE_CONFLICT, f"{which} of repository {name!r} cannot be deleted",
-            {"repository": name, "version": number},
-        )
+        raise VersionUndeletable(name, number)
     pinned = await _pinned_to(txn, repository, number)
     if pinned:
-        raise RegistryError(
-            STATE_CONFLICT,
-            f"version {number} of repository {name!r} is pinned by distribution "
-            f"{pinned[0]!r}: unpin it first",
-            {"repository": name, "version": number, "distributions": pinned},
-        )
+        raise VersionPinned(name, number, tuple(pinned))
     await fold(txn, repository, number)
 
 
 async def set_retention(txn: ITransaction, name: str, keep: int | None) -> None:
     """Keep the last `keep` versions of `name` from now on (None: all), and prune now."""
     if keep is not None and keep < 1:
-        raise RegistryError(INVALID, "retain_versions must be at least 1, or null",
-                            {"field": "retain_versions"})
+        raise InvalidField("retain_versions", "retain_versions must be at least 1, or null")
     repository = await existing_repository(txn, name, lock=True)
     await txn.execute(
         "UPDATE repositories SET retain_versions = ? WHERE id = ?", (keep, repository.id)

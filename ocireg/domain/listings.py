@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from ocireg.digest import Digest
+from ocireg.domain.errors import NameUnknown
 from ocireg.domain.repositories import View, find_view
-from ocireg.errors import NAME_UNKNOWN, RegistryError
 from ocireg.interfaces import ITransaction
 from ocireg.manifest import Descriptor
 
@@ -28,7 +28,7 @@ async def tags(
     """The tags `name` serves (see `View`), in lexical order, after `last`."""
     view = await find_view(txn, name)
     if view is None:
-        raise RegistryError(NAME_UNKNOWN, f"repository {name!r} is not known", {"name": name})
+        raise NameUnknown(name)
     condition, params = _in_view(view)
     sql = "SELECT name FROM repository_content WHERE repository_id = ? AND kind = 'tag'" + condition
     params = (view.repository.id, *params)

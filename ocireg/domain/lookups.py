@@ -9,7 +9,7 @@ from __future__ import annotations
 import attrs
 
 from ocireg.digest import Digest
-from ocireg.errors import MANIFEST_UNKNOWN, RegistryError
+from ocireg.domain.errors import ManifestUnknown
 from ocireg.interfaces import ITransaction
 
 
@@ -96,11 +96,7 @@ async def get_manifest(txn: ITransaction, name: str, reference: str) -> StoredMa
     else:
         rows = await txn.execute(_MANIFEST_BY_TAG, (reference, name, reference, name))
     if not rows:
-        raise RegistryError(
-            MANIFEST_UNKNOWN,
-            f"manifest {reference!r} is not in repository {name!r}",
-            {"name": name, "reference": reference},
-        )
+        raise ManifestUnknown(name, reference)
     digest, media_type, body = rows[0]
     return StoredManifest(Digest.parse(digest), media_type, bytes(body))
 

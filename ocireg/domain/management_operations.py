@@ -16,7 +16,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from ocireg.digest import Digest
 from ocireg.domain import distributions, folding, history, repositories, rewrite, staging
-from ocireg.errors import INVALID, RegistryError
+from ocireg.domain.errors import InvalidField
+from ocireg.errors import RegistryError
 from ocireg.interfaces import IBlobStore, IMetadataStore
 from ocireg.names import validate_name, validate_tag
 
@@ -56,8 +57,7 @@ def check_digest(digest: str, field: str) -> str:
 
 def check_version(number: int, field: str = "version") -> int:
     if number < 0:
-        raise RegistryError(INVALID, f"{field} must be a version number, 0 or more",
-                            {"field": field})
+        raise InvalidField(field, f"{field} must be a version number, 0 or more")
     return number
 
 
@@ -65,8 +65,7 @@ def check_limit(limit: int | None, field: str = "limit") -> int:
     if limit is None:
         return 100
     if not 1 <= limit <= MAX_PAGE:
-        raise RegistryError(INVALID, f"{field} must be between 1 and {MAX_PAGE}",
-                            {"field": field})
+        raise InvalidField(field, f"{field} must be between 1 and {MAX_PAGE}")
     return limit
 
 
@@ -100,8 +99,7 @@ class ManagementOperations:
     ) -> repositories.RepositoryInfo:
         check_name(name)
         if retain_versions is not None and retain_versions < 1:
-            raise RegistryError(INVALID, "retain_versions must be at least 1, or null",
-                                {"field": "retain_versions"})
+            raise InvalidField("retain_versions", "retain_versions must be at least 1, or null")
         now = self._now()
 
         async def create(txn):
@@ -146,10 +144,7 @@ class ManagementOperations:
         check_name(name)
         check_version(number)
         if kind not in CONTENT_KINDS:
-            raise RegistryError(
-                INVALID, f"content kind must be one of {', '.join(CONTENT_KINDS)}",
-                {"field": "kind"},
-            )
+            raise InvalidField("kind", f"content kind must be one of {', '.join(CONTENT_KINDS)}")
         # One more than the page, to know whether another page follows.
         limit = check_limit(limit) + 1
         return await self.metadata.transact(
@@ -206,9 +201,9 @@ class ManagementOperations:
             source_repository, source_version,
         )
         if change.is_empty():
-            raise RegistryError(
-                INVALID, "nothing to change: give add_tags, remove_tags, add_manifests "
-                "or remove_manifests", {"field": "add_tags"},
+            raise InvalidField(
+                "add_tags",
+                "nothing to change: give add_tags, remove_tags, add_manifests or remove_manifests",
             )
         now = self._now()
 

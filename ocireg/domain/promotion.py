@@ -17,23 +17,11 @@ import attrs
 from ocireg.db.batch import chunks, marks
 from ocireg.digest import Digest
 from ocireg.domain.content import add_content, new_version, remove_content, store_manifest
+from ocireg.domain.errors import BlobBytesMissing, ClosureIncomplete, DeclaredSizeWrong
 from ocireg.domain.repositories import Repository
 from ocireg.domain.staging import unstage_held
-from ocireg.errors import MANIFEST_BLOB_UNKNOWN, SIZE_INVALID, RegistryError
 from ocireg.interfaces import IBlobStore, ITransaction
 from ocireg.manifest import Manifest, parse_manifest
-
-
-class BlobBytesMissing(RegistryError):
-    """A tag write needs blobs whose metadata exists but whose bytes are gone."""
-
-    def __init__(self, digests: list[Digest]) -> None:
-        self.digests = digests
-        super().__init__(
-            MANIFEST_BLOB_UNKNOWN,
-            f"the bytes of blob {digests[0]} are gone: push it again",
-            {"blobs": [str(d) for d in digests[:20]]},
-        )
 
 
 @attrs.frozen
@@ -148,11 +136,7 @@ async def closure_of(
                 declared.extend((str(d), size, digest) for d, size in child.sizes)
         if present != level:
             missing = sorted(level - present)
-            raise RegistryError(
-                MANIFEST_BLOB_UNKNOWN,
-                f"manifest {missing[0]} is not in repository {repository.name!r}: push it first",
-                {"manifests": missing[:20]},
-            )
+            raise ClosureIncomplete("manifest", tuple(missing), repository.name)
         return children
 
     manifests = await walk_manifests(
@@ -201,20 +185,10 @@ async def closure_of(
                 staged.add((kind, digest))
     if known != blobs:
         missing = sorted(blobs - known)
-        raise RegistryError(
-            MANIFEST_BLOB_UNKNOWN,
-            f"blob {missing[0]} is not in repository {repository.name!r}: push it again",
-            {"blobs": missing[:20]},
-        )
+        raise ClosureIncomplete("blob", tuple(missing), repository.name)
     for digest, size, parent in declared:
         if stored_sizes[digest] != size:
-            raise RegistryError(
-                SIZE_INVALID,
-                f"manifest {parent} declares {digest} as {size} bytes, but it holds "
-                f"{stored_sizes[digest]}",
-                {"digest": digest, "manifest": parent, "declared": size,
-                 "size": stored_sizes[digest]},
-            )
+            raise DeclaredSizeWrong(digest, parent, size, stored_sizes[digest])
     return Closure(
         frozenset(manifests), frozenset(blobs), frozenset(current), frozenset(staged),
         stored, tagged,

@@ -20,13 +20,17 @@ from ocireg.cache import ReadCache
 from ocireg.digest import Digest, is_digest
 from ocireg.domain import folding, history, listings, lookups, removal, repositories, staging
 from ocireg.domain.content import forget_blobs
-from ocireg.domain.promotion import BlobBytesMissing, Promotion, promote
+from ocireg.domain.errors import (
+    BlobBytesGone,
+    BlobBytesMissing,
+    BlobUnknown,
+    DigestMismatch,
+    ReferenceUnknown,
+    TagInvalid,
+)
+from ocireg.domain.promotion import Promotion, promote
 from ocireg.domain.upload_operations import UploadOperations
 from ocireg.errors import (
-    BLOB_UNKNOWN,
-    DIGEST_INVALID,
-    MANIFEST_INVALID,
-    MANIFEST_UNKNOWN,
     UNAVAILABLE,
     RegistryError,
 )
@@ -90,8 +94,7 @@ class RegistryOperations(UploadOperations):
                 lambda txn: lookups.blob_size(txn, name, parsed), readonly=True
             )
             if size is None:
-                raise RegistryError(BLOB_UNKNOWN, f"blob {parsed} is not in repository {name!r}",
-                                    {"digest": str(parsed)})
+                raise BlobUnknown(str(parsed), name)
             return parsed, size
 
         return await self._remembered(("blob", name, digest), read, lambda _: 200)
@@ -115,7 +118,7 @@ class RegistryOperations(UploadOperations):
             raise await self._bytes_gone(parsed)
         return parsed, size, f
 
-    async def _bytes_gone(self, digest: Digest) -> RegistryError:
+    async def _bytes_gone(self, digest: Digest) -> BlobBytesGone:
         """Forget blob `digest`, recorded but without bytes; the BLOB_UNKNOWN to answer.
 
         A client told 404 uploads it again, which heals the store; while the
@@ -123,9 +126,7 @@ class RegistryOperations(UploadOperations):
         """
         _log.error("blob {digest} is recorded but its bytes are missing", digest=str(digest))
         await self._forget_gone([digest])
-        return RegistryError(
-            BLOB_UNKNOWN, f"the bytes of blob {digest} are missing", {"digest": str(digest)}
-        )
+        return BlobBytesGone(str(digest))
 
     async def _forget_gone(self, digests: list[Digest]) -> None:
         """Drop the records of `digests` whose bytes are still missing, looked at once more.
@@ -181,11 +182,7 @@ class RegistryOperations(UploadOperations):
             wanted = Digest.parse(reference)
             actual = Digest.of(body, wanted.algorithm)
             if actual != wanted:
-                raise RegistryError(
-                    DIGEST_INVALID,
-                    f"the manifest's digest is {actual}, not {wanted}",
-                    {"expected": str(wanted), "actual": str(actual)},
-                )
+                raise DigestMismatch("manifest", str(wanted), str(actual))
             if wanted.algorithm != "sha256":
                 manifest = attrs.evolve(manifest, digest=wanted)
         else:
@@ -283,12 +280,9 @@ def _validate_reference(reference: str, pushing: bool) -> None:
             validate_tag(reference)
     except RegistryError as e:
         if not pushing:
-            raise RegistryError(
-                MANIFEST_UNKNOWN, f"no manifest can be named {reference[:80]!r}: {e.message}",
-                {"reference": reference[:300]},
-            ) from None
+            raise ReferenceUnknown(reference, e.message) from None
         if is_digest(reference):
             raise
-        raise RegistryError(MANIFEST_INVALID, f"tag invalid: {e.message}", e.detail) from None
+        raise TagInvalid(e.message, e.detail) from None
 
 

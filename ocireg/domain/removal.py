@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from ocireg.digest import Digest
 from ocireg.domain.content import held_in_latest, new_version, remove_content
+from ocireg.domain.errors import BlobUnknown, DeleteRefused, NotInRepository
 from ocireg.domain.repositories import delete_target
 from ocireg.domain.staging import staged, unstage
-from ocireg.errors import BLOB_UNKNOWN, DELETE_REFUSED, MANIFEST_UNKNOWN, RegistryError
 from ocireg.interfaces import ITransaction
 
 
@@ -27,17 +27,11 @@ async def delete_blob(txn: ITransaction, name: str, digest: Digest, now: float) 
     in_staging = await staged(txn, repository.id, "blob", [text])
     in_current = await held_in_latest(txn, repository.id, "blob", [text])
     if not in_staging and not in_current:
-        raise RegistryError(BLOB_UNKNOWN, f"blob {digest} is not in repository {name!r}",
-                            {"digest": text})
+        raise BlobUnknown(text, name)
     if in_current:
         users = await _manifests_needing(txn, repository.id, "blob", text)
         if users:
-            raise RegistryError(
-                DELETE_REFUSED,
-                f"blob {digest} is part of manifest {users[0]} in repository {name!r}: "
-                "delete the manifest first",
-                {"digest": text, "manifests": users[:10]},
-            )
+            raise DeleteRefused("blob", text, name, tuple(users))
         version = await new_version(txn, repository, f"delete blob {digest}", now)
         await remove_content(txn, repository.id, version, "blob", [text])
     await unstage(txn, repository.id, "blob", [text])
@@ -70,8 +64,7 @@ async def delete_tag(txn: ITransaction, name: str, tag: str, now: float) -> int:
     """A new version of `name` without `tag`; its number."""
     repository = await delete_target(txn, name)
     if not await held_in_latest(txn, repository.id, "tag", [tag]):
-        raise RegistryError(MANIFEST_UNKNOWN, f"tag {tag!r} is not in repository {name!r}",
-                            {"tag": tag})
+        raise NotInRepository("tag", tag, name)
     version = await new_version(txn, repository, f"delete tag {tag}", now)
     await remove_content(txn, repository.id, version, "tag", [tag])
     return version
@@ -88,18 +81,12 @@ async def delete_manifest(txn: ITransaction, name: str, digest: str, now: float)
     in_staging = await staged(txn, repository.id, "manifest", [digest])
     in_current = await held_in_latest(txn, repository.id, "manifest", [digest])
     if not in_staging and not in_current:
-        raise RegistryError(MANIFEST_UNKNOWN, f"manifest {digest} is not in repository {name!r}",
-                            {"digest": digest})
+        raise NotInRepository("manifest", digest, name)
     # A child that an index still needs stays: the index would point at nothing,
     # in a version (unpullable) or in staging (dropped instead of promoted).
     parents = await _manifests_needing(txn, repository.id, "manifest", digest, with_staging=True)
     if parents:
-        raise RegistryError(
-            DELETE_REFUSED,
-            f"manifest {digest} is part of index {parents[0]} in repository {name!r}: "
-            "delete the index first",
-            {"digest": digest, "manifests": parents[:10]},
-        )
+        raise DeleteRefused("manifest", digest, name, tuple(parents))
     await unstage(txn, repository.id, "manifest", [digest])
     if not in_current:
         return None

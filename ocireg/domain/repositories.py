@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import attrs
 
-from ocireg.errors import DENIED, NAME_UNKNOWN, STATE_CONFLICT, RegistryError
+from ocireg.domain.errors import DistributionPinned, NameUnknown, RepositoryExists
 from ocireg.interfaces import ITransaction
 
 
@@ -64,7 +64,7 @@ async def existing_repository(txn: ITransaction, name: str, lock: bool = False) 
     """`find_repository`, or NAME_UNKNOWN when there is none."""
     repository = await find_repository(txn, name, lock)
     if repository is None:
-        raise RegistryError(NAME_UNKNOWN, f"repository {name!r} is not known", {"name": name})
+        raise NameUnknown(name)
     return repository
 
 
@@ -149,21 +149,14 @@ async def delete_target(txn: ITransaction, base_path: str) -> Repository:
     """
     view = await find_view(txn, base_path)
     if view is None:
-        raise RegistryError(NAME_UNKNOWN, f"repository {base_path!r} is not known",
-                            {"name": base_path})
+        raise NameUnknown(base_path)
     _refuse_pinned(view, base_path)
     return await existing_repository(txn, view.repository.name, lock=True)
 
 
 def _refuse_pinned(view: View, base_path: str) -> None:
     if view.pinned is not None:
-        raise RegistryError(
-            DENIED,
-            f"{base_path!r} serves version {view.pinned} of repository "
-            f"{view.repository.name!r}, pinned: it takes no pushes or deletes; unpin the "
-            "distribution or push to another name",
-            {"name": base_path, "repository": view.repository.name, "version": view.pinned},
-        )
+        raise DistributionPinned(base_path, view.repository.name, view.pinned)
 
 
 async def check_writable(txn: ITransaction, base_path: str) -> None:
@@ -198,8 +191,7 @@ async def create(txn: ITransaction, name: str, retain_versions: int | None, now:
     that base path is taken).
     """
     if await find_repository(txn, name) is not None:
-        raise RegistryError(STATE_CONFLICT, f"repository {name!r} already exists",
-                            {"field": "name", "name": name})
+        raise RepositoryExists(name)
     repository = await ensure_repository(txn, name, now)
     if retain_versions is not None:
         await txn.execute(

@@ -24,9 +24,15 @@ from ocireg.domain.content import (
     remove_content,
     version_exists,
 )
+from ocireg.domain.errors import (
+    BytesGoneFromVersion,
+    ContentUnknown,
+    DanglingReference,
+    DanglingTag,
+    RemovedContentUnknown,
+)
 from ocireg.domain.promotion import walk_manifests
 from ocireg.domain.repositories import Repository, existing_repository
-from ocireg.errors import CONTENT_UNKNOWN, STATE_CONFLICT, RegistryError
 from ocireg.interfaces import IBlobStore, ITransaction
 
 
@@ -66,10 +72,7 @@ async def _closure_in(
     async def read_level(level: set[str]) -> set[str]:
         missing = sorted(level - held["manifest"].keys())
         if missing:
-            raise RegistryError(
-                CONTENT_UNKNOWN, f"manifest {missing[0]} is not in {where}",
-                {"manifests": missing[:20]},
-            )
+            raise ContentUnknown("manifest", tuple(missing), where)
         children: set[str] = set()
         for referenced in (await references(txn, level)).values():
             for kind, target in referenced:
@@ -79,9 +82,7 @@ async def _closure_in(
     manifests = await walk_manifests({digest}, read_level)
     missing = sorted(blobs - held["blob"].keys())
     if missing:
-        raise RegistryError(
-            CONTENT_UNKNOWN, f"blob {missing[0]} is not in {where}", {"blobs": missing[:20]}
-        )
+        raise ContentUnknown("blob", tuple(missing), where)
     return manifests, blobs
 
 
@@ -92,18 +93,11 @@ async def _check_closed(
     """`target` is a whole, pullable version: refuse with a conflict otherwise."""
     dangling = sorted(set(target["tag"].values()) - target["manifest"].keys())
     if dangling:
-        raise RegistryError(
-            STATE_CONFLICT, f"a tag would point at manifest {dangling[0]}, which is not there",
-            {"manifests": dangling[:20]},
-        )
+        raise DanglingTag(tuple(dangling))
     for manifest, referenced in (await references(txn, set(target["manifest"]))).items():
         for kind, digest in referenced:
             if digest not in target[kind]:
-                raise RegistryError(
-                    STATE_CONFLICT,
-                    f"manifest {manifest} needs {kind} {digest}, which would not be there",
-                    {"manifest": manifest, kind: digest},
-                )
+                raise DanglingReference(manifest, kind, digest)
     known: set[str] = set()
     ordered = sorted(added_blobs)
     for chunk in chunks(ordered):
@@ -115,11 +109,7 @@ async def _check_closed(
     if not gone:
         gone = [str(d) for d in await blob_store.missing_blobs([Digest.parse(b) for b in ordered])]
     if gone:
-        raise RegistryError(
-            STATE_CONFLICT,
-            f"the bytes of blob {gone[0]} are gone: push it to {repository.name!r} again first",
-            {"blobs": gone[:20]},
-        )
+        raise BytesGoneFromVersion(repository.name, tuple(gone))
 
 
 async def _become(
@@ -174,16 +164,10 @@ async def modify(
     target: Content = {kind: dict(held) for kind, held in current.items()}
     for i, tag in enumerate(change.remove_tags):
         if target["tag"].pop(tag, None) is None:
-            raise RegistryError(
-                CONTENT_UNKNOWN, f"tag {tag!r} is not in repository {name!r}",
-                {"field": f"remove_tags[{i}]", "tag": tag},
-            )
+            raise RemovedContentUnknown("tag", tag, name, f"remove_tags[{i}]")
     for i, digest in enumerate(change.remove_manifests):
         if target["manifest"].pop(digest, None) is None:
-            raise RegistryError(
-                CONTENT_UNKNOWN, f"manifest {digest} is not in repository {name!r}",
-                {"field": f"remove_manifests[{i}]", "digest": digest},
-            )
+            raise RemovedContentUnknown("manifest", digest, name, f"remove_manifests[{i}]")
         target["tag"] = {t: d for t, d in target["tag"].items() if d != digest}
     if change.remove_manifests:
         needed = {
@@ -214,17 +198,13 @@ async def modify(
         for tag, reference in change.add_tags.items():
             digest = reference if ":" in reference else held["tag"].get(reference)
             if digest is None:
-                raise RegistryError(
-                    CONTENT_UNKNOWN, f"tag {reference!r} is not in {where}",
-                    {"field": f"add_tags.{tag}", "tag": reference},
-                )
+                raise ContentUnknown("tag", (reference,), where, f"add_tags.{tag}")
             wanted.append((f"add_tags.{tag}", digest, tag))
         for field, digest, tag in wanted:
             try:
                 manifests, blobs = await _closure_in(txn, digest, held, where)
-            except RegistryError as e:
-                e.detail = {"field": field, **(e.detail or {})}
-                raise
+            except ContentUnknown as e:
+                raise attrs.evolve(e, field=field) from None
             target["manifest"].update((m, m) for m in manifests)
             target["blob"].update((b, b) for b in blobs)
             if tag is not None:

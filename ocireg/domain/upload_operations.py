@@ -4,7 +4,8 @@ Each method validates its input, runs the domain functions of `uploads` and
 `staging` in transactions of the metadata store, and moves bytes through the
 blob store. `RegistryOperations` adds the rest of the registry API to these.
 Nothing here knows of HTTP: an answer's headers (where to resume an upload,
-when to try again) are the HTTP layer's, built from the errors' fields.
+when to try again) are the HTTP layer's, built from the typed errors' fields
+(`ocireg.domain.errors`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from twisted.logger import Logger
 
 from ocireg.digest import Digest
 from ocireg.domain import repositories, staging, uploads
-from ocireg.errors import (
-    BLOB_UPLOAD_INVALID,
-    BLOB_UPLOAD_UNKNOWN,
-    DIGEST_INVALID,
-    TOO_MANY_REQUESTS,
-    UPLOAD_RANGE_INVALID,
-    RegistryError,
+from ocireg.domain.errors import (
+    DigestMismatch,
+    TooManyUploads,
+    UploadBusy,
+    UploadRangeInvalid,
+    UploadUnknown,
 )
+from ocireg.errors import RegistryError
 from ocireg.interfaces import IBlobStore, IMetadataStore, ITransaction, IUploadFile, UploadInUse
 from ocireg.names import validate_name
 from ocireg.storage.space import FreeSpace
@@ -37,37 +38,6 @@ _log = Logger()
 #: seconds of its last write: a client sending chunk after chunk has its row
 #: written once a second, not once a chunk.
 _TOUCH_EVERY = 1.0
-
-#: Seconds a client over its upload sessions is told to wait: sessions end as
-#: pushes finish, so soon, unless the client left them open to expire.
-UPLOADS_RETRY_AFTER = 60
-
-
-class UploadRangeInvalid(RegistryError):
-    """UPLOAD_RANGE_INVALID for upload `uuid` of `name`, which holds `size` bytes.
-
-    The client is told where the upload ends, to resume from there.
-    """
-
-    def __init__(self, name: str, uuid: str, size: int, message: str, detail: object) -> None:
-        super().__init__(UPLOAD_RANGE_INVALID, message, detail)
-        self.name = name
-        self.uuid = uuid
-        self.size = size
-
-
-class TooManyUploads(RegistryError):
-    """TOO_MANY_REQUESTS: a client holds `limit` upload sessions open already."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            TOO_MANY_REQUESTS,
-            f"{limit} upload sessions are open already: finish or cancel some before "
-            "opening more",
-            {"limit": limit},
-        )
-        #: Seconds the client is told to wait.
-        self.retry_after = UPLOADS_RETRY_AFTER
 
 
 @attrs.define
@@ -157,7 +127,7 @@ class UploadOperations:
         await self._find_upload(name, uuid)
         size = await self.blobs.upload_size(uuid)
         if size is None:
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, f"upload {uuid!r} has no data", {"uuid": uuid})
+            raise UploadUnknown(uuid)
         return size
 
     async def open_upload(
@@ -197,17 +167,11 @@ class UploadOperations:
             except UploadInUse:
                 raise await self._in_use(name, uuid) from None
             if upload is None:
-                raise RegistryError(
-                    BLOB_UPLOAD_UNKNOWN, f"upload {uuid!r} has no data", {"uuid": uuid}
-                )
+                raise UploadUnknown(uuid)
             if start is not None and start != upload.size:
                 size = upload.size
                 await upload.close()
-                raise UploadRangeInvalid(
-                    name, uuid, size,
-                    f"chunk starts at {start}, but the upload holds {size} bytes",
-                    {"uuid": uuid, "size": size},
-                )
+                raise UploadRangeInvalid(name, uuid, size, start)
         except BaseException:
             self._busy.pop(uuid, None)
             raise
@@ -215,9 +179,7 @@ class UploadOperations:
 
     async def _in_use(self, name: str, uuid: str) -> UploadRangeInvalid:
         size = await self.blobs.upload_size(uuid) or 0
-        return UploadRangeInvalid(
-            name, uuid, size, "another request is writing to this upload", {"uuid": uuid}
-        )
+        return UploadRangeInvalid(name, uuid, size)
 
     async def new_upload_for_body(
         self, name: str, uuid: str | None = None, client: str | None = None
@@ -263,11 +225,7 @@ class UploadOperations:
             await upload.close()
             if actual != expected:
                 await self._cancel(uuid, None)
-                raise RegistryError(
-                    DIGEST_INVALID,
-                    f"the upload's digest is {actual}, not {expected}",
-                    {"expected": str(expected), "actual": str(actual)},
-                )
+                raise DigestMismatch("upload", str(expected), str(actual))
             key = str(expected)
             self._committing[key] += 1
             try:
@@ -343,7 +301,5 @@ class UploadOperations:
         validate_name(name)
         await self._find_upload(name, uuid)
         if uuid in self._busy:
-            raise RegistryError(
-                BLOB_UPLOAD_INVALID, "a request is writing to this upload", {"uuid": uuid}
-            )
+            raise UploadBusy(uuid)
         await self._cancel(uuid, None)
