@@ -50,12 +50,6 @@ UNAVAILABLE = ErrorCode("UNAVAILABLE", "service unavailable; try again shortly")
 #: The data directory's file system has no room left above the reserve.
 STORAGE_FULL = ErrorCode("STORAGE_FULL", "the registry is out of storage space")
 
-# The old names, for the modules that still raise under them.
-#: Use BODY_TOO_LARGE.
-TOO_LARGE = BODY_TOO_LARGE
-#: Use DELETE_REFUSED.
-CONFLICT = DELETE_REFUSED
-
 # Codes of the management API (/api/v1/) only. A bad input's detail names
 # the offending field as {"field": …}.
 INVALID = ErrorCode("INVALID", "invalid request")
@@ -69,10 +63,13 @@ TAG_INVALID = ErrorCode("TAG_INVALID", "invalid tag")
 class RegistryError(Exception):
     """An error the client is told about: its code, message and detail.
 
-    Raised anywhere below the HTTP layer; the HTTP layer decides how it is
-    sent (ocireg.api.errors). `headers` are response headers the raiser
-    adds (an upload's Location and Range): HTTP knowledge that belongs in
-    ocireg.api, kept until the raisers no longer build them.
+    The HTTP layer decides how it is sent (ocireg.api.errors). The domain
+    raises typed subclasses (ocireg.domain.errors) whose fields say what
+    went wrong; this untyped form is raised by the HTTP layer itself and by
+    the layers whose errors are not typed yet. `headers` are response
+    headers an HTTP-layer raiser adds (a Retry-After): below ocireg.api
+    nothing sets them, the HTTP layer derives them from a typed error's
+    fields instead.
     """
 
     def __init__(

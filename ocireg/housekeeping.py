@@ -13,10 +13,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ocireg.expiry import Expiry
-from ocireg.gc import GarbageCollector
-from ocireg.registry import Registry
-from ocireg.scrub import Scrubber
+from ocireg.domain.expiry import Expiry
+from ocireg.domain.gc import GarbageCollector
+from ocireg.domain.registry_operations import RegistryOperations
+from ocireg.domain.scrub import Scrubber
 
 _log = Logger()
 
@@ -32,7 +32,7 @@ class Housekeeping:
     @classmethod
     def of(
         cls,
-        registry: Registry,
+        registry: RegistryOperations,
         clock: IReactorTime,
         grace_period: float,
         staging_ttl: float,

@@ -34,10 +34,10 @@ from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.config import Config, ConfigError
 from ocireg.datadir import create_data_dir
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.housekeeping import Housekeeping, HousekeepingService
 from ocireg.metrics import MeasuredMetadataStore, RegistryMetrics
 from ocireg.readiness import store_probes
-from ocireg.registry import Registry
 from ocireg.requestlog import RequestLog
 from ocireg.serving import Draining, ListeningService, parse_endpoint
 from ocireg.stores import (
@@ -81,13 +81,13 @@ class RegistryService(MultiService):
         self.metrics = metrics or RegistryMetrics(CollectorRegistry(), config.metrics_repositories)
         self._request_log = request_log or RequestLog()
         self._stopping = False
-        self._registry: Registry | None = None
+        self._registry: RegistryOperations | None = None
         self.housekeeping: Housekeeping | None = None
         self._auth: AuthSetup | None = None
         self.ready: Deferred = Deferred()
 
     @property
-    def registry(self) -> Registry | None:
+    def registry(self) -> RegistryOperations | None:
         """The registry's operations, once its stores are open."""
         return self._registry
 
@@ -115,7 +115,7 @@ class RegistryService(MultiService):
         blobs, space = open_blob_store(config, reactor, blob_pool)
         store, cache = await open_metadata_store(config, reactor)
         await self._attach(Closing("metadata", store.close))
-        registry = self._registry = Registry(
+        registry = self._registry = RegistryOperations(
             MeasuredMetadataStore(store, self.metrics, reactor), blobs, reactor, cache=cache,
             space=space, max_uploads_per_client=config.max_uploads_per_client,
         )

@@ -14,26 +14,28 @@ from twisted.python.threadpool import ThreadPool
 
 from ocireg.db.sqlite import SQLiteMetadataStore
 from ocireg.digest import Digest
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.manifest import OCI_MANIFEST
-from ocireg.registry import Registry
 from ocireg.storage.filesystem import FilesystemBlobStore
 
 
 @contextlib.asynccontextmanager
-async def local_registry(path: Path, clock: IReactorTime = reactor) -> AsyncIterator[Registry]:
+async def local_registry(
+    path: Path, clock: IReactorTime = reactor
+) -> AsyncIterator[RegistryOperations]:
     """A registry on SQLite and files under `path`, telling time by `clock`; closed after."""
     pool = ThreadPool(1, 4, name="test-blobs")
     pool.start()
     blobs = FilesystemBlobStore(str(path), reactor, pool)
     metadata = await SQLiteMetadataStore.open(str(path / "metadata.sqlite3"), reactor)
     try:
-        yield Registry(metadata, blobs, clock)
+        yield RegistryOperations(metadata, blobs, clock)
     finally:
         await metadata.close()
         pool.stop()
 
 
-async def push_blob(registry: Registry, name: str, data: bytes | None = None) -> Digest:
+async def push_blob(registry: RegistryOperations, name: str, data: bytes | None = None) -> Digest:
     """Upload `data` (random by default) as a blob into `name`'s staging."""
     data = os.urandom(4096) if data is None else data
     uuid = await registry.start_upload(name)
@@ -66,7 +68,7 @@ def image_manifest(config: Digest, layers: list[Digest], size: int = 4096) -> by
 
 
 async def push_image(
-    registry: Registry, name: str, reference: str, layers: list[Digest] | None = None
+    registry: RegistryOperations, name: str, reference: str, layers: list[Digest] | None = None
 ) -> tuple[Digest, list[Digest]]:
     """Push a config, the given (or one new) layer and a manifest by `reference`.
 

@@ -9,10 +9,10 @@ import pytest_twisted
 from twisted.internet.task import Clock
 
 from ocireg.digest import Digest
+from ocireg.domain.expiry import EXPIRED_STAGING_REASON, Expiry
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.errors import RegistryError
-from ocireg.expiry import EXPIRED_STAGING_REASON, Expiry
 from ocireg.manifest import OCI_INDEX, OCI_MANIFEST
-from ocireg.registry import Registry
 from tests.domain_helpers import image_manifest, local_registry, push_blob
 
 STAGING_TTL = 24 * 3600.0
@@ -30,7 +30,7 @@ async def world(tmp_path):
         yield registry, expiry, clock
 
 
-async def _reasons(registry: Registry, name: str) -> list[str]:
+async def _reasons(registry: RegistryOperations, name: str) -> list[str]:
     return [v.reason for v in await registry.versions(name)]
 
 

@@ -8,8 +8,8 @@ import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from ocireg.gc import GarbageCollector
-from ocireg.registry import Registry
+from ocireg.domain.gc import GarbageCollector
+from ocireg.domain.registry_operations import RegistryOperations
 from tests.domain_helpers import local_registry, push_blob, push_image
 
 GRACE = 3600.0
@@ -18,7 +18,9 @@ GRACE = 3600.0
 class World:
     """A registry and a collector sharing one clock that starts at the wall time."""
 
-    def __init__(self, registry: Registry, collector: GarbageCollector, clock: Clock) -> None:
+    def __init__(
+        self, registry: RegistryOperations, collector: GarbageCollector, clock: Clock
+    ) -> None:
         self.registry = registry
         self.collector = collector
         self.clock = clock
@@ -53,7 +55,7 @@ async def world(tmp_path):
                     clock)
 
 
-async def _discard_staging(registry: Registry, name: str) -> None:
+async def _discard_staging(registry: RegistryOperations, name: str) -> None:
     await registry.metadata.transact(
         lambda txn: txn.execute(
             "DELETE FROM staged_content WHERE repository_id = "

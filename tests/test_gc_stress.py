@@ -19,9 +19,9 @@ import attrs
 import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 
-from ocireg import versions
 from ocireg.digest import Digest
-from ocireg.gc import GarbageCollector
+from ocireg.domain import history
+from ocireg.domain.gc import GarbageCollector
 from tests.api_helpers import (
     Image,
     digest_of,
@@ -152,7 +152,7 @@ async def _broken_versions(registry) -> list[str]:
                 "SELECT number FROM repository_versions WHERE repository_id = ?",
                 (repository_id,),
             ):
-                held = await versions.version_content(txn, name, number)
+                held = await history.version_content(txn, name, number)
                 refs = {}
                 for digest in held["manifest"]:
                     rows = await txn.execute(

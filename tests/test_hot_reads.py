@@ -13,8 +13,8 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 
 from ocireg.db.pgstatements import run_transaction
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.interfaces import IMetadataStore, ITransaction
-from ocireg.registry import Registry
 from tests.domain_helpers import local_registry, push_blob, push_image
 
 
@@ -52,7 +52,7 @@ async def test_manifest_get_and_blob_head_are_one_read_only_statement_each(tmp_p
         digest, blobs = await push_image(registry, "app", "v1")
         staged = await push_blob(registry, "app")
         counting = _Counting(registry.metadata)
-        reader = Registry(counting, registry.blobs, registry.clock)
+        reader = RegistryOperations(counting, registry.blobs, registry.clock)
 
         assert (await reader.get_manifest("app", "v1")).digest == digest
         assert (await reader.get_manifest("app", str(digest))).digest == digest

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest_twisted
 
+from ocireg.domain.scrub import Scrubber
 from ocireg.errors import RegistryError
-from ocireg.scrub import Scrubber
 from tests.domain_helpers import local_registry, push_blob
 
 

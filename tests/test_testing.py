@@ -7,9 +7,9 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
-from ocireg import versions
+from ocireg.domain.errors import BlobBytesMissing
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.manifest import OCI_MANIFEST
-from ocireg.registry import Registry
 from ocireg.testing import MemoryBlobStore, memory_metadata_store
 from tests.domain_helpers import image_manifest, push_blob, push_image
 
@@ -22,7 +22,7 @@ async def registry():
     clock.advance(1_000_000)
     metadata = await memory_metadata_store(reactor)
     try:
-        yield Registry(metadata, MemoryBlobStore(clock), clock)
+        yield RegistryOperations(metadata, MemoryBlobStore(clock), clock)
     finally:
         await metadata.close()
 
@@ -43,6 +43,6 @@ async def test_a_tag_write_whose_blob_bytes_are_gone_from_the_fake_is_refused(re
     config = await push_blob(registry, NAME)
     layer = await push_blob(registry, NAME)
     await registry.blobs.delete_blob(layer)
-    with pytest.raises(versions.BlobBytesMissing):
+    with pytest.raises(BlobBytesMissing):
         await registry.put_manifest(NAME, "v1", image_manifest(config, [layer]), OCI_MANIFEST)
     assert await registry.tags(NAME, None, None) == []

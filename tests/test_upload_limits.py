@@ -11,9 +11,9 @@ from twisted.internet import reactor
 
 from ocireg.config import Config
 from ocireg.db.migrations import migrations
-from ocireg.registry import UPLOADS_RETRY_AFTER
+from ocireg.domain.errors import UPLOADS_RETRY_AFTER
+from ocireg.domain.uploads import client_key
 from ocireg.service import RegistryService
-from ocireg.uploads import client_key
 from tests.api_helpers import (
     assert_oci_error,
     digest_of,

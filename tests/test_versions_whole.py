@@ -37,10 +37,10 @@ from twisted.internet import reactor
 
 from ocireg.api.errors import WIRE
 from ocireg.digest import Digest
+from ocireg.domain.expiry import Expiry
+from ocireg.domain.gc import GarbageCollector
+from ocireg.domain.management_operations import ManagementOperations
 from ocireg.errors import RegistryError
-from ocireg.expiry import Expiry
-from ocireg.gc import GarbageCollector
-from ocireg.management import Management
 from tests.api_helpers import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -102,7 +102,7 @@ class World:
 
     def __init__(self, server, data) -> None:
         self.registry = server.registry
-        self.management = Management(self.registry.metadata, self.registry.blobs, reactor)
+        self.management = ManagementOperations(self.registry.metadata, self.registry.blobs, reactor)
         self.expiry = Expiry(self.registry.metadata, self.registry.blobs, reactor, 0.0, 3600.0,
                              self.registry.is_writing)
         self.collector = GarbageCollector(self.registry.metadata, self.registry.blobs, reactor,

@@ -37,6 +37,7 @@ from ocireg.auth.interfaces import (
 )
 from ocireg.auth.permissions import DELETE, PULL, PUSH
 from ocireg.auth.throttle import Throttled
+from ocireg.domain.uploads import client_key
 from ocireg.errors import (
     BLOB_UPLOAD_UNKNOWN,
     DENIED,
@@ -44,7 +45,6 @@ from ocireg.errors import (
     UNAUTHORIZED,
     RegistryError,
 )
-from ocireg.uploads import client_key
 
 _log = Logger()
 

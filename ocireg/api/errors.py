@@ -1,11 +1,13 @@
 """How errors go over the wire: one table of codes and statuses, one set of handlers.
 
 `WIRE` gives each ErrorCode the code clients read and the status it is sent
-with. The registry API (`/v2/`) and the token endpoint answer in the
-distribution spec's error JSON (`oci_error`), the management API as
-`{"error": {...}}` (`management_error`). `install_error_handlers` gives a
-Klein app its format, and with it the same answer to a path no route takes,
-a method the path does not take, and a failure nobody expected.
+with; `error_headers` the headers a typed error's fields imply (an upload's
+Location and Range, a Retry-After). The registry API (`/v2/`) and the token
+endpoint answer in the distribution spec's error JSON (`oci_error`), the
+management API as `{"error": {...}}` (`management_error`).
+`install_error_handlers` gives a Klein app its format, and with it the same
+answer to a path no route takes, a method the path does not take, and a
+failure nobody expected.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ocireg.api.render import json_response
+from ocireg.api.uploadheaders import upload_location, upload_range
+from ocireg.domain.errors import TooManyUploads, UploadRangeInvalid
 from ocireg.errors import (
     BLOB_UNKNOWN,
     BLOB_UPLOAD_INVALID,
@@ -187,8 +191,25 @@ def install_error_handlers(
     app.handle_errors(Exception)(handler(unexpected))
 
 
+def error_headers(error: RegistryError) -> dict[str, str]:
+    """The headers an answer of `error` carries: the raiser's, and those its fields imply.
+
+    A chunk that does not fit its upload says where the upload ends, so the
+    client can resume from there; a client over its upload sessions is told
+    when to try again.
+    """
+    headers: dict[str, str] = {}
+    if isinstance(error, UploadRangeInvalid):
+        headers["Range"] = upload_range(error.size)
+        headers["Location"] = upload_location(error.name, error.uuid)
+    elif isinstance(error, TooManyUploads):
+        headers["Retry-After"] = str(error.retry_after)
+    headers.update(error.headers)
+    return headers
+
+
 def _set_headers(request: IRequest, error: RegistryError) -> None:
-    for key, value in error.headers.items():
+    for key, value in error_headers(error).items():
         request.setHeader(key, str(value))
 
 
@@ -206,7 +227,7 @@ def oci_error(request: IRequest, error: RegistryError) -> bytes:
     """`error` in the distribution spec's error JSON: `{"errors": [{code, message, detail}]}`."""
     wire = WIRE[error.code]
     _set_headers(request, error)
-    if wire.status == 405 and "Allow" not in error.headers:
+    if wire.status == 405 and "Allow" not in error_headers(error):
         # HTTP requires it: what the resource still takes (for a refused delete, the rest).
         request.setHeader("Allow", _allowed_methods(request))
     if error.code == INTERNAL:

@@ -20,14 +20,15 @@ from ocireg.api.openapi import document as openapi_document
 from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
 from ocireg.api.streaming import BufferedBody
-from ocireg.distributions import Distribution
+from ocireg.domain.distributions import Distribution
+from ocireg.domain.history import Diff, VersionSummary
+from ocireg.domain.management_operations import ManagementOperations
+from ocireg.domain.registry_operations import RegistryOperations
+from ocireg.domain.repositories import RepositoryInfo
+from ocireg.domain.rewrite import Change
+from ocireg.domain.staging import Staging
 from ocireg.errors import INVALID, RegistryError
-from ocireg.history import Change, Diff, VersionSummary
 from ocireg.housekeeping import Housekeeping
-from ocireg.management import Management
-from ocireg.registry import Registry
-from ocireg.repositories import RepositoryInfo
-from ocireg.staging import Staging
 
 _ABSENT = object()
 
@@ -107,7 +108,7 @@ def _strings(document: dict, name: str) -> list[str]:
 
 
 def _page(items: list, limit: int | None, key) -> tuple[list, str | None]:
-    """Items fetched with one extra (see `Management`), cut to the page; the next page's cursor."""
+    """Items fetched with one extra, cut to the page; the next page's cursor."""
     size = 100 if limit is None else limit
     if len(items) > size:
         items = items[:size]
@@ -194,7 +195,7 @@ class ManagementAPI:
     install_error_handlers(app, management_error, lambda request: NOT_FOUND)
 
     def __init__(
-        self, manage: Management, registry: Registry, housekeeping: Housekeeping
+        self, manage: ManagementOperations, registry: RegistryOperations, housekeeping: Housekeeping
     ) -> None:
         self._manage = manage
         self._registry = registry

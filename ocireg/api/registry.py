@@ -16,8 +16,10 @@ from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
 from ocireg.api.routing import remembering_klein
 from ocireg.api.streaming import BufferedBody, RefusedBody, UploadBody
+from ocireg.api.uploadheaders import upload_location, upload_range
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import DELETE, PULL, PUSH
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.errors import (
     BLOB_UNKNOWN,
     BLOB_UPLOAD_INVALID,
@@ -28,7 +30,6 @@ from ocireg.errors import (
     RegistryError,
 )
 from ocireg.manifest import OCI_INDEX
-from ocireg.registry import Registry, upload_location, upload_range
 
 #: The most tags or repositories one listing returns.
 MAX_PAGE = 10_000
@@ -146,7 +147,7 @@ class RegistryAPI:
     app.url_map.strict_slashes = False
     install_error_handlers(app, oci_error, _unrouted)
 
-    def __init__(self, registry: Registry, access: RequestAccess | None = None) -> None:
+    def __init__(self, registry: RegistryOperations, access: RequestAccess | None = None) -> None:
         self._registry = registry
         #: Who may do what; with auth off, everyone everything.
         self._access = access or RequestAccess(OpenAuthoriser())
@@ -391,7 +392,7 @@ class RegistryAPI:
 
 
 async def _visible_catalog(
-    registry: Registry, visible, limit: int | None, last: str | None
+    registry: RegistryOperations, visible, limit: int | None, last: str | None
 ) -> list[str]:
     """Up to `limit` names of the catalog after `last` that `visible` admits.
 

@@ -21,14 +21,14 @@ from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
 from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite
 from ocireg.api.token import TokenAPI
+from ocireg.domain.management_operations import ManagementOperations
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.housekeeping import Housekeeping
-from ocireg.management import Management
 from ocireg.metrics import RegistryMetrics
-from ocireg.registry import Registry
 
 
 def build_site(
-    registry: Registry,
+    registry: RegistryOperations,
     housekeeping: Housekeeping,
     access: RequestAccess,
     reactor,
@@ -46,7 +46,9 @@ def build_site(
     """
     extra = dict(extra or {})
     management: IResource = ManagementAPI(
-        Management(registry.metadata, registry.blobs, registry.clock), registry, housekeeping
+        ManagementOperations(registry.metadata, registry.blobs, registry.clock),
+        registry,
+        housekeeping,
     ).resource()
     if access.enabled:
         management = AdminOnly(management, access)

@@ -33,14 +33,14 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ocireg.api.auth import RequestAccess
-from ocireg.api.errors import early_answer
+from ocireg.api.errors import early_answer, error_headers
 from ocireg.api.observe import RequestObserver, record_of
 from ocireg.api.streaming import GuardedBody, UploadBody, route_body
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import PUSH
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.errors import UNAVAILABLE, RegistryError
 from ocireg.manifest import MAX_MANIFEST_SIZE
-from ocireg.registry import Registry
 
 _log = Logger()
 
@@ -138,7 +138,7 @@ class RegistryRequest(Request):
             b"Connection": [b"close"],
             b"Docker-Distribution-API-Version": [b"registry/2.0"],
         })
-        for key, value in error.headers.items():
+        for key, value in error_headers(error).items():
             headers.setRawHeaders(key, [value])
         channel.persistent = False
         channel.writeHeaders(
@@ -331,7 +331,7 @@ class RegistrySite(Site):
     def __init__(
         self,
         resource: IResource,
-        registry: Registry,
+        registry: RegistryOperations,
         observers: Iterable[RequestObserver] = (),
         access: RequestAccess | None = None,
         limits: ClientLimits = DEFAULT_LIMITS,

@@ -24,18 +24,19 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 
+from ocireg.api.uploadheaders import check_content_range
+from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.errors import (
     BLOB_UPLOAD_INVALID,
+    BODY_TOO_LARGE,
     DIGEST_INVALID,
     SIZE_INVALID,
-    TOO_LARGE,
     TOO_MANY_REQUESTS,
     UNAVAILABLE,
     RegistryError,
 )
 from ocireg.interfaces import IUploadFile
 from ocireg.manifest import MAX_MANIFEST_SIZE
-from ocireg.registry import Registry, check_content_range
 
 _log = Logger()
 
@@ -127,7 +128,7 @@ class BufferedBody:
     def value(self) -> bytes:
         """The whole body, or 413 if it was too large to keep."""
         if self.too_large:
-            raise RegistryError(TOO_LARGE, f"request body is larger than {self._limit} bytes")
+            raise RegistryError(BODY_TOO_LARGE, f"request body is larger than {self._limit} bytes")
         self._buffer.seek(0)
         return self._buffer.read()
 
@@ -180,7 +181,7 @@ class GuardedBody(BufferedBody):
             Deferred.fromCoroutine(self._check(check))
 
     def _too_large(self) -> RegistryError:
-        return RegistryError(TOO_LARGE, f"request body is larger than {self._limit} bytes")
+        return RegistryError(BODY_TOO_LARGE, f"request body is larger than {self._limit} bytes")
 
     async def _check(self, check: Callable[[], Awaitable[object]]) -> None:
         try:
@@ -431,7 +432,7 @@ def parse_content_range(value: str, length: int | None) -> tuple[int, int]:
 
 
 def route_body(
-    registry: Registry,
+    registry: RegistryOperations,
     method: bytes,
     target: bytes,
     headers,

@@ -18,12 +18,14 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ocireg import history
+from ocireg.db.batch import marks
 from ocireg.digest import Digest
+from ocireg.domain.folding import prune_by_name
+from ocireg.domain.promotion import promote
+from ocireg.domain.repositories import Repository
 from ocireg.errors import RegistryError
 from ocireg.interfaces import IBlobStore, IMetadataStore, ITransaction
 from ocireg.manifest import parse_manifest
-from ocireg.versions import Repository, promote_into
 
 _log = Logger()
 
@@ -72,12 +74,11 @@ async def settle_staging(
     ]
     children: set[str] = set()
     if staged:
-        marks = ", ".join("?" * len(staged))
         children = {
             r[0]
             for r in await txn.execute(
                 "SELECT digest FROM manifest_references WHERE kind = 'manifest' "
-                f"AND manifest IN ({marks})",
+                f"AND manifest IN ({marks(len(staged))})",
                 tuple(staged),
             )
         }
@@ -96,7 +97,7 @@ async def settle_staging(
         manifest = parse_manifest(bytes(body), media_type)
         manifest = attrs.evolve(manifest, digest=Digest.parse(digest))
         try:
-            result = await promote_into(
+            result = await promote(
                 txn, blob_store, repository, manifest, None, now, EXPIRED_STAGING_REASON
             )
         except RegistryError:
@@ -109,7 +110,7 @@ async def settle_staging(
         (repository_id, before),
     )
     if promoted:
-        await history.retain(txn, repository.name)
+        await prune_by_name(txn, repository.name)
     return promoted, len(discarded)
 
 
@@ -119,8 +120,9 @@ async def stale_uploads(txn: ITransaction, before: float) -> list[str]:
 
 
 async def known_uploads(txn: ITransaction, uuids: list[str]) -> set[str]:
-    marks = ", ".join("?" * len(uuids))
-    rows = await txn.execute(f"SELECT uuid FROM uploads WHERE uuid IN ({marks})", tuple(uuids))
+    rows = await txn.execute(
+        f"SELECT uuid FROM uploads WHERE uuid IN ({marks(len(uuids))})", tuple(uuids)
+    )
     return {r[0] for r in rows}
 
 

@@ -24,6 +24,7 @@ from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from ocireg.db.batch import marks
 from ocireg.digest import Digest
 from ocireg.interfaces import IBlobStore, IMetadataStore, ITransaction
 
@@ -85,9 +86,8 @@ async def delete_unreferenced(
     """Delete those of `digests` that are still unreferenced and old; the ones deleted."""
     if not digests:
         return []
-    marks = ", ".join("?" * len(digests))
     rows = await txn.execute(
-        f"DELETE FROM {table} WHERE digest IN ({marks}) AND "
+        f"DELETE FROM {table} WHERE digest IN ({marks(len(digests))}) AND "
         + _UNREFERENCED.format(table=table)
         + " RETURNING digest",
         (*digests, before),
@@ -96,8 +96,9 @@ async def delete_unreferenced(
 
 
 async def known_blobs(txn: ITransaction, digests: list[str]) -> set[str]:
-    marks = ", ".join("?" * len(digests))
-    rows = await txn.execute(f"SELECT digest FROM blobs WHERE digest IN ({marks})", tuple(digests))
+    rows = await txn.execute(
+        f"SELECT digest FROM blobs WHERE digest IN ({marks(len(digests))})", tuple(digests)
+    )
     return {r[0] for r in rows}
 
 

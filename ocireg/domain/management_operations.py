@@ -1,9 +1,9 @@
-"""The management operations, as the management API calls them.
+"""The management API's operations over the stores, as the HTTP layer calls them.
 
 Each method validates its input (naming the offending field in a 400), runs
-the domain functions of `repositories`, `history`, `staging` and
-`distributions` in one transaction of the metadata store, and returns their
-values. Every operation that makes a version also prunes the repository to
+the domain functions of `repositories`, `history`, `rewrite`, `folding`,
+`staging` and `distributions` in one transaction of the metadata store, and
+returns their values. Every operation that makes a version also prunes the repository to
 its `retain_versions`, in the same transaction. Nothing here knows of HTTP.
 """
 
@@ -14,9 +14,10 @@ from collections.abc import Mapping
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from ocireg import distributions, history, repositories, staging
 from ocireg.digest import Digest
-from ocireg.errors import INVALID, RegistryError
+from ocireg.domain import distributions, folding, history, repositories, rewrite, staging
+from ocireg.domain.errors import InvalidField
+from ocireg.errors import RegistryError
 from ocireg.interfaces import IBlobStore, IMetadataStore
 from ocireg.names import validate_name, validate_tag
 
@@ -56,8 +57,7 @@ def check_digest(digest: str, field: str) -> str:
 
 def check_version(number: int, field: str = "version") -> int:
     if number < 0:
-        raise RegistryError(INVALID, f"{field} must be a version number, 0 or more",
-                            {"field": field})
+        raise InvalidField(field, f"{field} must be a version number, 0 or more")
     return number
 
 
@@ -65,13 +65,12 @@ def check_limit(limit: int | None, field: str = "limit") -> int:
     if limit is None:
         return 100
     if not 1 <= limit <= MAX_PAGE:
-        raise RegistryError(INVALID, f"{field} must be between 1 and {MAX_PAGE}",
-                            {"field": field})
+        raise InvalidField(field, f"{field} must be between 1 and {MAX_PAGE}")
     return limit
 
 
 @attrs.define
-class Management:
+class ManagementOperations:
     """Repositories, their versions and staging, and distributions."""
 
     metadata: IMetadataStore
@@ -100,8 +99,7 @@ class Management:
     ) -> repositories.RepositoryInfo:
         check_name(name)
         if retain_versions is not None and retain_versions < 1:
-            raise RegistryError(INVALID, "retain_versions must be at least 1, or null",
-                                {"field": "retain_versions"})
+            raise InvalidField("retain_versions", "retain_versions must be at least 1, or null")
         now = self._now()
 
         async def create(txn):
@@ -120,7 +118,7 @@ class Management:
         check_name(name)
 
         async def update(txn):
-            await history.set_retention(txn, name, retain_versions)
+            await folding.set_retention(txn, name, retain_versions)
             return await repositories.describe(txn, name)
 
         return await self.metadata.transact(update)
@@ -146,10 +144,7 @@ class Management:
         check_name(name)
         check_version(number)
         if kind not in CONTENT_KINDS:
-            raise RegistryError(
-                INVALID, f"content kind must be one of {', '.join(CONTENT_KINDS)}",
-                {"field": "kind"},
-            )
+            raise InvalidField("kind", f"content kind must be one of {', '.join(CONTENT_KINDS)}")
         # One more than the page, to know whether another page follows.
         limit = check_limit(limit) + 1
         return await self.metadata.transact(
@@ -162,14 +157,14 @@ class Management:
         check_version(target, "target")
         return await self.metadata.transact(lambda txn: history.diff(txn, name, base, target))
 
-    async def rollback(self, name: str, number: int) -> history.Change:
+    async def rollback(self, name: str, number: int) -> rewrite.Change:
         check_name(name)
         check_version(number)
         now = self._now()
 
         async def rollback(txn):
-            change = await history.rollback(txn, self.blobs, name, number, now)
-            await history.retain(txn, name)
+            change = await rewrite.rollback(txn, self.blobs, name, number, now)
+            await folding.prune_by_name(txn, name)
             return change
 
         return await self.metadata.transact(rollback)
@@ -183,7 +178,7 @@ class Management:
         remove_manifests: list[str],
         source_repository: str | None,
         source_version: int | None,
-    ) -> history.Change:
+    ) -> rewrite.Change:
         check_name(name)
         for tag, reference in add_tags.items():
             check_tag(tag, f"add_tags.{tag}")
@@ -201,20 +196,20 @@ class Management:
             check_name(source_repository, "source.repository")
         if source_version is not None:
             check_version(source_version, "source.version")
-        change = history.Modification(
+        change = rewrite.Modification(
             dict(add_tags), tuple(remove_tags), tuple(added), tuple(removed),
             source_repository, source_version,
         )
         if change.is_empty():
-            raise RegistryError(
-                INVALID, "nothing to change: give add_tags, remove_tags, add_manifests "
-                "or remove_manifests", {"field": "add_tags"},
+            raise InvalidField(
+                "add_tags",
+                "nothing to change: give add_tags, remove_tags, add_manifests or remove_manifests",
             )
         now = self._now()
 
         async def modify(txn):
-            result = await history.modify(txn, self.blobs, name, change, now)
-            await history.retain(txn, name)
+            result = await rewrite.modify(txn, self.blobs, name, change, now)
+            await folding.prune_by_name(txn, name)
             return result
 
         return await self.metadata.transact(modify)
@@ -222,7 +217,7 @@ class Management:
     async def delete_version(self, name: str, number: int) -> None:
         check_name(name)
         check_version(number)
-        await self.metadata.transact(lambda txn: history.delete_version(txn, name, number))
+        await self.metadata.transact(lambda txn: folding.delete_version(txn, name, number))
 
     # Staging
 

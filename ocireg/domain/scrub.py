@@ -15,8 +15,8 @@ from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from ocireg.digest import Digest
+from ocireg.domain.content import forget_blobs
 from ocireg.interfaces import IBlobStore, IMetadataStore, ITransaction
-from ocireg.versions import forget_blobs
 
 _log = Logger()
 

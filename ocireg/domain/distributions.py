@@ -2,18 +2,18 @@
 
 A distribution serves a repository's latest version (and its staging, so a
 push in flight can read back what it uploaded), or a version pinned to it.
-`versions.find_view` is how the registry API reads them; this module is how
-they are managed. Functions of one transaction, like `versions`.
+`repositories.find_view` is how the registry API reads them; this module is
+how they are managed.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from ocireg.errors import DISTRIBUTION_UNKNOWN, STATE_CONFLICT, RegistryError
-from ocireg.history import version_exists
+from ocireg.domain.content import version_exists
+from ocireg.domain.errors import DistributionExists, DistributionUnknown
+from ocireg.domain.repositories import existing_repository
 from ocireg.interfaces import ITransaction
-from ocireg.versions import _existing_repository
 
 
 @attrs.frozen
@@ -36,10 +36,7 @@ _SELECT = (
 async def find(txn: ITransaction, base_path: str) -> Distribution:
     rows = await txn.execute(_SELECT + " WHERE d.base_path = ?", (base_path,))
     if not rows:
-        raise RegistryError(
-            DISTRIBUTION_UNKNOWN, f"there is no distribution {base_path!r}",
-            {"base_path": base_path},
-        )
+        raise DistributionUnknown(base_path)
     return Distribution(*rows[0])
 
 
@@ -50,7 +47,7 @@ async def listing(
     sql = _SELECT + " WHERE 1 = 1"
     params: tuple = ()
     if repository is not None:
-        await _existing_repository(txn, repository)
+        await existing_repository(txn, repository)
         sql += " AND r.name = ?"
         params += (repository,)
     if after is not None:
@@ -64,7 +61,7 @@ async def create(
     txn: ITransaction, base_path: str, repository: str, version: int | None, now: float
 ) -> Distribution:
     """A new distribution `base_path` serving `repository` (pinned to `version` if given)."""
-    target = await _existing_repository(txn, repository, lock=True)
+    target = await existing_repository(txn, repository, lock=True)
     if version is not None:
         await version_exists(txn, target, version)
     rows = await txn.execute(
@@ -73,10 +70,7 @@ async def create(
         (base_path, target.id, version, now),
     )
     if not rows:
-        raise RegistryError(
-            STATE_CONFLICT, f"distribution {base_path!r} already exists",
-            {"field": "base_path", "base_path": base_path},
-        )
+        raise DistributionExists(base_path)
     return await find(txn, base_path)
 
 
@@ -89,7 +83,7 @@ async def update(
     exist in the repository it is moved to.
     """
     current = await find(txn, base_path)
-    target = await _existing_repository(txn, repository or current.repository, lock=True)
+    target = await existing_repository(txn, repository or current.repository, lock=True)
     if not pin:
         version = current.version
     if version is not None:

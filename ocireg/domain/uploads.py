@@ -11,7 +11,7 @@ import ipaddress
 
 import attrs
 
-from ocireg.errors import BLOB_UPLOAD_UNKNOWN, RegistryError
+from ocireg.domain.errors import UploadUnknown
 from ocireg.interfaces import ITransaction
 
 
@@ -52,7 +52,7 @@ async def create_upload(
 ) -> Upload | None:
     """Record upload `uuid` of `repository`, opened by `owner`; None, recording nothing,
     when a pinned distribution serves that name (it takes no pushes: see
-    `versions.check_writable`), or when `owner` already has `limit` uploads open.
+    `repositories.check_writable`), or when `owner` already has `limit` uploads open.
 
     One statement: on a networked database each is a round trip. Where
     transactions run side by side (PostgreSQL), each counts without seeing
@@ -86,11 +86,7 @@ async def find_upload(txn: ITransaction, repository: str, uuid: str) -> Upload:
         "SELECT uuid, repository, created, updated FROM uploads WHERE uuid = ?", (uuid,)
     )
     if not rows or rows[0][1] != repository:
-        raise RegistryError(
-            BLOB_UPLOAD_UNKNOWN,
-            f"upload {uuid!r} is not in progress in repository {repository!r}",
-            {"uuid": uuid},
-        )
+        raise UploadUnknown(uuid, repository)
     return Upload(*rows[0])
 
 
