@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest_twisted
 
-from ocireg import cli
+from ocireg import cli, version
 from ocireg.digest import Digest
 from tests.api_helpers import make_image, push_image
-from tests.support import free_port
+from tests.support import REPO_ROOT, free_port, ocireg_environment
 
 
 async def ocireg(server_url: str, *args: str) -> tuple[int, str, str]:
@@ -130,3 +132,48 @@ async def test_scrub_exits_4_and_names_a_missing_blob(server):
     assert code == cli.EXIT_CONFLICT
     assert f"missing  {layer}" in out
     assert err == "ocireg: the blob store has missing or corrupt blobs\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_options_work_after_the_command_and_win_over_those_before(server):
+    await pushed(server)
+    orders = (("repo", "list", "--json"), ("repo", "--json", "list"), ("--json", "repo", "list"))
+    for args in orders:
+        code, out, err = await ocireg(server.url, *args)
+        assert (code, err) == (0, ""), args
+        assert [r["name"] for r in json.loads(out)["repositories"]] == ["team/app"], args
+    # ocireg() puts a working --url first: one given after the command replaces it.
+    code, _, err = await ocireg(server.url, "repo", "list", "--url", f"http://127.0.0.1:{free_port()}")
+    assert code == cli.EXIT_UNREACHABLE, err
+
+
+@pytest_twisted.ensureDeferred
+async def test_bare_command_and_bare_group_print_their_help():
+    out: list[str] = []
+    err: list[str] = []
+    assert await cli.run([], cli.Output(out.append, err.append)) == 0
+    text = "".join(out)
+    assert text.startswith("usage: ocireg ") and "distribution" in text and "--version" in text
+    out.clear()
+    assert await cli.run(["version"], cli.Output(out.append, err.append)) == 0
+    text = "".join(out)
+    assert text.startswith("usage: ocireg version ") and "diff" in text
+    assert err == []
+
+
+def _run(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=ocireg_environment(), capture_output=True, text=True,
+                          timeout=60, cwd=REPO_ROOT)
+
+
+def test_the_installed_command_prints_help_and_versions():
+    bare = _run(sys.executable, "-m", "ocireg.cli")
+    assert (bare.returncode, bare.stderr) == (0, "")
+    assert bare.stdout.startswith("usage: ocireg ")
+
+    cli_version = _run(sys.executable, "-m", "ocireg.cli", "--version")
+    assert (cli_version.returncode, cli_version.stdout) == (0, f"ocireg {version()}\n")
+
+    daemon_version = _run(sys.executable, "-m", "twisted", "ocireg", "--version")
+    assert daemon_version.returncode == 0
+    assert daemon_version.stdout.startswith(f"ocireg {version()} (Twisted ")
