@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import socket
 import sqlite3
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.logger import Logger, LogPublisher
 
+from ocireg import version
 from ocireg.api.observe import RequestRecord
 from ocireg.config import Config
 from ocireg.logoutput import LogOutput
@@ -91,6 +93,54 @@ async def test_metrics_after_a_push_count_it_by_route_template_and_repository(se
     # Routes are templates: no label carries a raw path or a digest.
     routes = {dict(labels).get("route") for (_, labels) in samples} - {None}
     assert all("team/app" not in r and "sha256:" not in r for r in routes), routes
+
+
+#: Metric names of the libraries' own collectors, beside ocireg's.
+_FOREIGN_PREFIXES = ("process_", "python_")
+#: Units in their base forms, as Prometheus names them; the others must not appear.
+_NOT_BASE_UNITS = re.compile(r"(^|_)(milliseconds|ms|microseconds|kilobytes|kib|mib|minutes)(_|$)")
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_follow_prometheus_naming_and_types(server):
+    await push_image(server, "team/app", make_image(), "v1")
+    await server.request("POST", "/api/v1/gc")
+    response = await server.request("GET", "/metrics")
+    text = (await response.content()).decode()
+    families = list(text_string_to_metric_families(text))
+    types = {f.name: f.type for f in families}
+    names = [s.name for f in families for s in f.samples]
+
+    assert not [n for n in names if n.endswith("_created")]
+    for family in families:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", family.name), family.name
+        assert family.name.startswith(("ocireg_", *_FOREIGN_PREFIXES)), family.name
+        assert not _NOT_BASE_UNITS.search(family.name), family.name
+        assert family.documentation, family.name
+        for sample in family.samples:
+            if family.type == "counter":
+                # The text format names a counter's samples NAME_total.
+                assert sample.name == family.name + "_total", (family.type, sample.name)
+            else:
+                assert not sample.name.endswith("_total"), (family.type, sample.name)
+    # Counts since start are counters: the parser shows them without their _total.
+    for counted in ("ocireg_gc_runs", "ocireg_gc_removed_items", "ocireg_gc_freed_bytes",
+                    "ocireg_staging_promoted", "ocireg_staging_discarded",
+                    "ocireg_uploads_purged", "ocireg_connections_refused",
+                    "ocireg_header_timeouts", "ocireg_requests_refused_before_body",
+                    "ocireg_http_requests", "ocireg_pushes"):
+        assert types.get(counted) == "counter", (counted, types.get(counted))
+    assert "# TYPE ocireg_gc_runs_total counter\nocireg_gc_runs_total 1.0\n" in text
+    # The process as prometheus_client's own collectors measure it.
+    for measured in ("process_resident_memory_bytes", "process_open_fds",
+                     "process_start_time_seconds", "python_info"):
+        assert types.get(measured) == "gauge", measured
+    assert types.get("process_cpu_seconds") == "counter"
+    samples = _samples(text)
+    build = [labels for (name, labels) in samples if name == "ocireg_build_info"]
+    assert len(build) == 1
+    assert dict(build[0])["version"] == version()
+    assert set(dict(build[0])) == {"version", "python", "twisted"}
 
 
 @pytest_twisted.async_yield_fixture

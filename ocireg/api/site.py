@@ -386,11 +386,11 @@ class RegistrySite(Site):
         return [
             ("ocireg_connections_open", "Open connections on the API endpoints.",
              self.connections),
-            ("ocireg_connections_refused", "Connections refused past max_connections or "
+            ("ocireg_connections_refused_total", "Connections refused past max_connections or "
              "max_client_connections.", self.refused),
-            ("ocireg_header_timeouts", "Connections closed because a request's headers took "
-             "over header_timeout.", self.header_timeouts),
-            ("ocireg_requests_refused_before_body", "Requests refused (401, 403, 413, 429) "
+            ("ocireg_header_timeouts_total", "Connections closed because a request's headers "
+             "took over header_timeout.", self.header_timeouts),
+            ("ocireg_requests_refused_before_body_total", "Requests refused (401, 403, 413, 429) "
              "before their body was read.", self.answered_early),
         ]
 
