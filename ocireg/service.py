@@ -13,7 +13,7 @@ from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
@@ -24,7 +24,7 @@ from ocireg.api.management import ManagementAPI
 from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
-from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite
+from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite, UnbrandedRequest
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.cache import ReadCache
@@ -194,6 +194,8 @@ async def open_registry(
                     config.database, reactor, size=config.database_connections
                 )
             except (DatabaseUnavailable, SchemaTooNew, psycopg2.Error) as e:
+                # The one line names the cause; how it came about is for debugging.
+                _log.failure("opening the database at start-up", level=LogLevel.debug)
                 raise ConfigError(f"setting 'database': {_reason(e)}") from None
             # It reports this process's commits and hears the others': see ocireg.cache.
             cache = ReadCache(
@@ -308,7 +310,8 @@ class RegistryService(MultiService):
                 port = await _listen(self._reactor, "listen", description, site)
                 self._ports.append(port)
                 _log.info("ocireg serves the registry API on {address}", address=port.getHost())
-            admin_site = Site(_Root(admin[b"healthz"], admin[b"healthz"], admin))
+            admin_site = Site(_Root(admin[b"healthz"], admin[b"healthz"], admin),
+                              requestFactory=UnbrandedRequest)
             for description in self._config.admin_listen:
                 port = await _listen(self._reactor, "admin_listen", description, admin_site)
                 self._admin_ports.append(port)

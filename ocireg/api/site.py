@@ -54,7 +54,21 @@ DRAIN_TIMEOUT = 10.0
 DRAIN_LIMIT = MAX_MANIFEST_SIZE
 
 
-class RegistryRequest(Request):
+class UnbrandedRequest(Request):
+    """A request whose response does not name the server's software and version.
+
+    twisted.web sets `Server: TwistedWeb/<version>` as it starts processing;
+    it goes here, before the headers are written, since a version on the wire
+    only helps whoever looks for a vulnerable one.
+    """
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self.responseHeaders.removeHeader(b"server")
+        super().write(data)
+
+
+class RegistryRequest(UnbrandedRequest):
     _body_complete = False
     #: Body bytes received so far.
     received = 0
