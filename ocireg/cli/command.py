@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+import attrs
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
@@ -33,8 +34,17 @@ from ocireg.cli.distributions import (
     distribution_unpin,
 )
 from ocireg.cli.housekeeping import gc, gc_history, scrub
-from ocireg.cli.output import Output
-from ocireg.cli.repositories import repo_create, repo_delete, repo_list, repo_show
+from ocireg.cli.output import Output, with_rfc3339_times
+from ocireg.cli.repositories import (
+    repo_create,
+    repo_delete,
+    repo_list,
+    repo_set,
+    repo_show,
+    staging_discard,
+    staging_show,
+)
+from ocireg.cli.tags import tag_delete, tag_list
 from ocireg.cli.versions import (
     rollback,
     tag_copy,
@@ -86,6 +96,14 @@ def _number(text: str) -> int:
     return int(text)
 
 
+def _retain(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of versions nor 'all'")
+    return int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -114,7 +132,7 @@ def _common_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     p.add_argument("--password-stdin", action="store_true", default=default(False),
                    help="read the password from the first line of standard input")
     p.add_argument("--json", action="store_true", default=default(False),
-                   help="print JSON (times in RFC 3339, with their zone)")
+                   help="print the API's JSON, with times in RFC 3339 (UTC)")
     p.add_argument("--timeout", type=_seconds, default=default(30.0),
                    help="seconds to wait for each answer (default 30)")
     p.add_argument("--cacert", default=default(None), metavar="FILE",
@@ -156,7 +174,16 @@ def parser() -> argparse.ArgumentParser:
     command(repo, "show", repo_show, "show a repository", name)
     command(repo, "create", repo_create, "create a repository", name,
             (("--retain",), {"type": int, "help": "keep only the last N versions"}))
-    command(repo, "delete", repo_delete, "delete a repository (its content is orphaned)", name)
+    command(repo, "set", repo_set, "change a repository's settings", name,
+            (("--retain",), {"type": _retain, "required": True, "metavar": "N|all",
+                             "help": "keep only the last N versions, or all of them"}))
+    command(repo, "delete", repo_delete, "delete a repository (its content is orphaned); "
+            "asks first", name,
+            (("--yes", "-y"), {"action": "store_true", "help": "do not ask"}))
+
+    stage = group("staging", "what pushes uploaded that no tag reaches yet")
+    command(stage, "show", staging_show, "show a repository's staging version", name)
+    command(stage, "discard", staging_discard, "discard a repository's staged content", name)
 
     version = group("version", "repository versions")
     command(version, "list", version_list, "list a repository's versions", name)
@@ -172,6 +199,11 @@ def parser() -> argparse.ArgumentParser:
     tag = group("tag", "tags")
     command(tag, "copy", tag_copy, "copy a tag into a repository (a new version of it)",
             (("source",), {"metavar": "SRC:TAG"}), (("target",), {"metavar": "DST[:TAG]"}))
+    command(tag, "list", tag_list, "list a repository's tags (as pulls see them)", name,
+            (("--limit",), {"type": int, "help": "page size"}),
+            (("--after",), {"help": "the page after this tag"}))
+    command(tag, "delete", tag_delete, "delete a tag (a new version without it)",
+            (("reference",), {"metavar": "NAME:TAG"}))
 
     dist = group("distribution", "distributions")
     base_path = (("base_path",), {"help": "the name pulls use"})
@@ -226,9 +258,9 @@ async def run(
             check_url(args.url), args.timeout, _authorization(args, stdin),
             make_agent(reactor, tls_policy(args.cacert, args.insecure)), reactor,
         )
-        result = await args.run(client, out, args)
+        result = await args.run(client, attrs.evolve(out, answer=stdin.readline), args)
         if args.json:
-            out.line(json.dumps(result, indent=2, sort_keys=True))
+            out.line(json.dumps(with_rfc3339_times(result), indent=2, sort_keys=True))
         return EXIT_OK
     except _Shown as e:
         out.out(e.text)
