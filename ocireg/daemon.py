@@ -10,7 +10,6 @@ process when the start fails, with status 1, so that systemd sees the failure.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -22,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ocireg.config import masked
-from ocireg.logoutput import LogOutput
+from ocireg.logoutput import JSONValue, LogOutput
 from ocireg.notify import SystemdNotifier
 from ocireg.reload import Reloader, ReloadResult
 from ocireg.service import RegistryService
@@ -65,7 +64,7 @@ class Daemon(MultiService):
         _log.info(
             "ocireg starting (pid {pid}) with settings {settings}",
             pid=os.getpid(),
-            settings=json.dumps(masked(self._reloader.running)),
+            settings=JSONValue(masked(self._reloader.running)),
         )
         if hasattr(signal, "SIGHUP"):
             self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)

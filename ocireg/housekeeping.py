@@ -57,15 +57,17 @@ class Housekeeping:
     def figures(self) -> list[tuple[str, str, float]]:
         """(name, help, value) of what housekeeping did since start, for /metrics."""
         return [
-            ("ocireg_gc_runs", "Garbage collections run, dry runs too.", self.collector.runs),
-            ("ocireg_gc_removed_items", "Blobs, manifests and stray files collected.",
+            ("ocireg_gc_runs_total", "Garbage collections run, dry runs too.",
+             self.collector.runs),
+            ("ocireg_gc_removed_items_total", "Blobs, manifests and stray files collected.",
              self.collector.removed),
-            ("ocireg_gc_freed_bytes", "Bytes freed by garbage collection.", self.collector.freed),
-            ("ocireg_staging_promoted", "Expired staged manifests promoted.",
+            ("ocireg_gc_freed_bytes_total", "Bytes freed by garbage collection.",
+             self.collector.freed),
+            ("ocireg_staging_promoted_total", "Expired staged manifests promoted.",
              self.expiry.promoted),
-            ("ocireg_staging_discarded", "Expired staged items discarded.",
+            ("ocireg_staging_discarded_total", "Expired staged items discarded.",
              self.expiry.discarded),
-            ("ocireg_uploads_purged", "Abandoned uploads removed.", self.expiry.purged),
+            ("ocireg_uploads_purged_total", "Abandoned uploads removed.", self.expiry.purged),
         ]
 
 

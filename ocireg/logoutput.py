@@ -35,13 +35,30 @@ FORMATS = ("text", "json")
 _LEGACY_KEYS = frozenset({"message", "format", "isError", "system", "time", "why", "failure"})
 
 
+class JSONValue(dict):
+    """A log field holding a JSON object: JSON in the text of an event, an object in JSON lines.
+
+    `_log.info("settings {settings}", settings=JSONValue(...))` reads as
+    `settings {"a": 1}` in the text log, and the JSON log format writes
+    `"settings": {"a": 1}` beside the message, for a log shipper to query.
+    """
+
+    def __str__(self) -> str:
+        return json.dumps(self, default=str)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 @implementer(ILogObserver)
 class JSONLinesObserver:
     """Writes each event as one JSON object on one line of `stream`.
 
     The object has `time` (ISO 8601, UTC), `level`, `namespace` and `message`
     (the event's text), plus the event's own fields whose values are plain
-    JSON (a request's method, path, status...), and `traceback` for failures.
+    JSON (a request's method, path, status...) or a `JSONValue`, and
+    `traceback` for failures. Fields named with a leading `_` are pieces of
+    the text only, and left out.
     """
 
     def __init__(self, stream: IO[str]) -> None:
@@ -58,9 +75,9 @@ class JSONLinesObserver:
             "message": event_text(event),
         }
         for key, value in event.items():
-            if key.startswith("log_") or key in _LEGACY_KEYS or key in record:
+            if key.startswith(("log_", "_")) or key in _LEGACY_KEYS or key in record:
                 continue
-            if value is None or isinstance(value, str | int | float | bool):
+            if value is None or isinstance(value, str | int | float | bool | JSONValue):
                 record[key] = value
         failure = event.get("log_failure")
         if failure is not None:

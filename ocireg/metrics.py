@@ -8,16 +8,28 @@ never raw paths, and repositories past a cap are counted as "other".
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from ocireg import version
 from ocireg.api.observe import RequestRecord
 from ocireg.digest import is_digest
 from ocireg.interfaces import IMetadataStore, ITransaction
@@ -78,22 +90,41 @@ class _Labelled:
 
 
 class _CallbackCollector(Collector):
-    """Gauges read at scrape time from `read`, which gives (name, help, value) triples."""
+    """Figures read at scrape time from `read`, which gives (name, help, value) triples.
+
+    A name ending in `_total` is a count since start (a counter), as
+    Prometheus' naming rules have it; any other name is a gauge.
+    """
 
     def __init__(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
         self._read = read
 
     def collect(self) -> Iterable[Metric]:
         for name, documentation, value in self._read():
-            yield GaugeMetricFamily(name, documentation, value=value)
+            if name.endswith("_total"):
+                yield CounterMetricFamily(name, documentation, value=value)
+            else:
+                yield GaugeMetricFamily(name, documentation, value=value)
 
 
 class RegistryMetrics:
     """The metrics of one registry, registered in `registry`."""
 
     def __init__(self, registry: CollectorRegistry, repository_cap: int = 100) -> None:
+        # A `_created` series per counter and histogram child (about a hundred) says
+        # when the process started counting, which process_start_time_seconds says once.
+        # The switch is prometheus_client's own, for the whole process.
+        disable_created_metrics()
         self.registry = registry
         self._repository = BoundedLabel(repository_cap)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        Info("ocireg_build", "The ocireg that runs, and what it runs on.",
+             registry=registry).info({
+                 "version": version(),
+                 "python": platform.python_version(),
+                 "twisted": _twisted_version(),
+             })
         self.requests = Counter(
             "ocireg_http_requests", "HTTP requests answered, by route template, method, status.",
             ["route", "method", "status"], registry=registry,
@@ -185,6 +216,12 @@ class RegistryMetrics:
     def render(self) -> bytes:
         """Every metric in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+def _twisted_version() -> str:
+    from twisted import copyright
+
+    return copyright.version
 
 
 @implementer(IMetadataStore)

@@ -73,13 +73,12 @@ class Reloader:
             applied.append(f"{name}: {'; '.join(descriptions)}")
         need_restart = tuple(name for name in changed if name not in self._hooks)
         self.running = attrs.evolve(self.running, **updates)
-        # At warn, so that the news shows even when the reload itself raised
-        # the log level past info.
-        if applied:
+        if not changed:
+            _log.info("reloaded the configuration: nothing changed")
+        elif applied:
+            # At warn, so that the news shows even when the reload itself raised
+            # the log level past info.
             _log.warn("reloaded {applied}", applied=", ".join(applied))
-        else:
-            _log.warn("reloaded the configuration: nothing that can change without a restart "
-                      "has changed")
         if need_restart:
             _log.warn(
                 "changed settings that need a restart to take effect: {settings}",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import psycopg2
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger, LogLevel
 from twisted.python.threadpool import ThreadPool
 
 from ocireg.cache import ReadCache
@@ -26,6 +27,8 @@ from ocireg.db.sqlite import SQLiteMetadataStore
 from ocireg.serving import reason
 from ocireg.storage.filesystem import FilesystemBlobStore
 from ocireg.storage.space import FreeSpace
+
+_log = Logger()
 
 
 class Closing(Service):
@@ -82,6 +85,8 @@ async def open_metadata_store(
                 config.database, reactor, size=config.database_connections
             )
         except (DatabaseUnavailable, SchemaTooNew, psycopg2.Error) as e:
+            # The one line names the cause; how it came about is for debugging.
+            _log.failure("opening the database at start-up", level=LogLevel.debug)
             raise ConfigError(f"setting 'database': {reason(e)}") from None
         # It reports this process's commits and hears the others': see ocireg.cache.
         cache = ReadCache(

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from twisted.application.service import IService
 from twisted.python import usage
 
+from ocireg import version
 from ocireg.config import Config, ConfigError
 from ocireg.daemon import Daemon
 from ocireg.logoutput import LogOutput
@@ -59,6 +60,13 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     opt_l = opt_listen
+
+    def opt_version(self) -> None:
+        """Print ocireg's version (and Twisted's) and exit."""
+        from twisted import copyright
+
+        sys.stdout.write(f"ocireg {version()} (Twisted {copyright.version})\n")
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
         self["listeners"] = ()

@@ -198,7 +198,7 @@ def test_a_hundred_anonymous_large_manifest_puts_leave_memory_where_it_was(auth_
     assert after - before < 16 * MIB, f"kept {(after - before) / MIB:.0f} MiB"
     _, _, metrics = _request(auth_process, "GET", "/metrics",
                              headers={"Authorization": basic("root", "root-pw")})
-    assert b"\nocireg_requests_refused_before_body 101.0\n" in metrics
+    assert b"\nocireg_requests_refused_before_body_total 101.0\n" in metrics
 
 
 def test_a_token_request_body_past_64_kib_is_refused_before_it_is_sent(auth_process):

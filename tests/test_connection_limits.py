@@ -95,7 +95,7 @@ def test_a_client_past_its_connection_limit_is_refused_with_503_others_are_not(
                 return b" 200 " in _read_all(again).split(b"\r\n")[0]
 
         wait_for(served, "a connection to be served once one closed", 10)
-    assert _metric(server, "ocireg_connections_refused") == 1
+    assert _metric(server, "ocireg_connections_refused_total") == 1
 
 
 def test_connections_past_the_total_limit_are_refused_whoever_opens_them(tmp_path, processes):
@@ -137,7 +137,7 @@ def test_a_client_trickling_its_headers_is_cut_off_after_the_header_timeout(
         elapsed = time.monotonic() - started
     assert elapsed < 5, f"the connection stayed open {elapsed:.1f} s"
     assert received == b"" or received.startswith(b"HTTP/1.1 408 "), received
-    assert _metric(server, "ocireg_header_timeouts") == 1
+    assert _metric(server, "ocireg_header_timeouts_total") == 1
 
 
 def test_a_partial_request_behind_a_complete_one_is_cut_off_after_the_header_timeout(

@@ -49,6 +49,6 @@ async def test_metrics_count_collections_and_what_they_freed(server):
 
     text = (await (await server.request("GET", "/metrics")).content()).decode()
 
-    assert "ocireg_gc_runs 2.0" in text
-    assert "ocireg_gc_freed_bytes 0.0" in text
-    assert "ocireg_uploads_purged 0.0" in text
+    assert "ocireg_gc_runs_total 2.0" in text
+    assert "ocireg_gc_freed_bytes_total 0.0" in text
+    assert "ocireg_uploads_purged_total 0.0" in text

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
+import re
 import shutil
 import socket
 import sqlite3
+import time
 import urllib.error
 import urllib.request
 
@@ -17,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.logger import Logger, LogPublisher
 
+from ocireg import version
 from ocireg.api.observe import RequestRecord
 from ocireg.config import Config
 from ocireg.logoutput import LogOutput
@@ -91,6 +95,54 @@ async def test_metrics_after_a_push_count_it_by_route_template_and_repository(se
     # Routes are templates: no label carries a raw path or a digest.
     routes = {dict(labels).get("route") for (_, labels) in samples} - {None}
     assert all("team/app" not in r and "sha256:" not in r for r in routes), routes
+
+
+#: Metric names of the libraries' own collectors, beside ocireg's.
+_FOREIGN_PREFIXES = ("process_", "python_")
+#: Units in their base forms, as Prometheus names them; the others must not appear.
+_NOT_BASE_UNITS = re.compile(r"(^|_)(milliseconds|ms|microseconds|kilobytes|kib|mib|minutes)(_|$)")
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_follow_prometheus_naming_and_types(server):
+    await push_image(server, "team/app", make_image(), "v1")
+    await server.request("POST", "/api/v1/gc")
+    response = await server.request("GET", "/metrics")
+    text = (await response.content()).decode()
+    families = list(text_string_to_metric_families(text))
+    types = {f.name: f.type for f in families}
+    names = [s.name for f in families for s in f.samples]
+
+    assert not [n for n in names if n.endswith("_created")]
+    for family in families:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", family.name), family.name
+        assert family.name.startswith(("ocireg_", *_FOREIGN_PREFIXES)), family.name
+        assert not _NOT_BASE_UNITS.search(family.name), family.name
+        assert family.documentation, family.name
+        for sample in family.samples:
+            if family.type == "counter":
+                # The text format names a counter's samples NAME_total.
+                assert sample.name == family.name + "_total", (family.type, sample.name)
+            else:
+                assert not sample.name.endswith("_total"), (family.type, sample.name)
+    # Counts since start are counters: the parser shows them without their _total.
+    for counted in ("ocireg_gc_runs", "ocireg_gc_removed_items", "ocireg_gc_freed_bytes",
+                    "ocireg_staging_promoted", "ocireg_staging_discarded",
+                    "ocireg_uploads_purged", "ocireg_connections_refused",
+                    "ocireg_header_timeouts", "ocireg_requests_refused_before_body",
+                    "ocireg_http_requests", "ocireg_pushes"):
+        assert types.get(counted) == "counter", (counted, types.get(counted))
+    assert "# TYPE ocireg_gc_runs_total counter\nocireg_gc_runs_total 1.0\n" in text
+    # The process as prometheus_client's own collectors measure it.
+    for measured in ("process_resident_memory_bytes", "process_open_fds",
+                     "process_start_time_seconds", "python_info"):
+        assert types.get(measured) == "gauge", measured
+    assert types.get("process_cpu_seconds") == "counter"
+    samples = _samples(text)
+    build = [labels for (name, labels) in samples if name == "ocireg_build_info"]
+    assert len(build) == 1
+    assert dict(build[0])["version"] == version()
+    assert set(dict(build[0])) == {"version", "python", "twisted"}
 
 
 @pytest_twisted.async_yield_fixture
@@ -271,7 +323,7 @@ def test_json_log_format_writes_each_request_as_one_object_with_its_fields(tmp_p
     assert event["user"] == "-"
     assert isinstance(event["duration_ms"], float)
     assert event["level"] == "info"
-    assert '"GET /v2/team/app/tags/list" 404' in event["message"]
+    assert '"GET /v2/team/app/tags/list HTTP/1.1" 404' in event["message"]
 
 
 def test_the_access_log_follows_the_log_level_and_its_reload():
@@ -283,7 +335,7 @@ def test_the_access_log_follows_the_log_level_and_its_reload():
     assert stream.getvalue() == ""
     output.set_level("info")
     access.request_done(_record("team/app", method="GET"))
-    assert '"GET /v2/team/app/manifests/v1" 200' in stream.getvalue()
+    assert '"GET /v2/team/app/manifests/v1 HTTP/1.1" 200' in stream.getvalue()
 
 
 def test_start_up_logs_the_effective_settings(tmp_path, processes):
@@ -302,3 +354,113 @@ def test_masked_settings_hide_a_database_password():
     shown = masked(Config(database="postgresql://reg:s3cret@db.example:5432/ocireg"))
     assert shown["database"] == "postgresql://reg:********@db.example:5432/ocireg"
     assert "s3cret" not in json.dumps(shown)
+
+
+#: A Combined Log Format line, after twisted's time and [namespace#level] prefix.
+_COMBINED = re.compile(
+    r'^\S+ \[ocireg\.access#info\] (?P<client>\S+) - (?P<user>\S+) '
+    r'\[(?P<time>\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] '
+    r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}|-) (?P<size>\d+|-) '
+    r'"(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)"'
+    r" (?P<rest>.*)$"
+)
+
+
+def _get_with(url: str, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_text_access_log_is_combined_log_format_and_probes_are_at_debug(tmp_path, processes):
+    server = RegistryProcess(tmp_path / "data", command=twistd_command).start()
+    processes.append(server)
+    for probe in ("/healthz", "/readyz"):
+        assert _get(server.url + probe)[0] == 200
+    agent = 'skopeo/1.9 "quoted"'
+    assert _get_with(server.url + "/v2/team/app/tags/list",
+                     {"User-Agent": agent, "Referer": "http://example.test/x"}) == 404
+
+    def access_lines():
+        return [line for line in server.log().splitlines() if "[ocireg.access#" in line]
+
+    lines = wait_for(lambda: [x for x in access_lines() if "/tags/list" in x],
+                     "the request's access log line", log=server.log)
+    [line] = lines
+    found = _COMBINED.match(line)
+    assert found, line
+    assert found["client"] == "127.0.0.1" and found["user"] == "-"
+    assert found["request"] == "GET /v2/team/app/tags/list HTTP/1.1"
+    assert found["status"] == "404" and int(found["size"]) > 0
+    assert found["referer"] == "http://example.test/x"
+    assert found["agent"] == 'skopeo/1.9 \\"quoted\\"'
+    assert "repository=team/app" in found["rest"]
+    stamp = datetime.datetime.strptime(found["time"], "%d/%b/%Y:%H:%M:%S %z")
+    assert abs(stamp.timestamp() - time.time()) < 60
+    # The probes that succeeded were logged below the default level (info).
+    assert not [x for x in access_lines() if "/healthz" in x or "/readyz" in x]
+
+
+def test_probes_are_logged_at_debug_and_failed_probes_at_info():
+    stream = io.StringIO()
+    output = LogOutput("text", "info", stream)
+    log = Logger(namespace="ocireg.access", observer=LogPublisher(output.observer))
+    access = RequestLog(log, written=output.writes)
+
+    def probe(route: str, status: int) -> RequestRecord:
+        return RequestRecord(
+            method="GET", path=route, route=route, status=status, received=0, sent=2,
+            duration=0.001, client="127.0.0.1", user=None, repository=None, reference=None,
+            completed=True, upload=False,
+        )
+
+    access.request_done(probe("/healthz", 200))
+    access.request_done(probe("/readyz", 200))
+    assert stream.getvalue() == ""
+    access.request_done(probe("/readyz", 503))
+    assert '"GET /readyz HTTP/1.1" 503' in stream.getvalue()
+    output.set_level("debug")
+    access.request_done(probe("/healthz", 200))
+    assert "[ocireg.access#debug]" in stream.getvalue()
+
+
+def test_hostile_paths_and_agents_cannot_break_the_line():
+    stream = io.StringIO()
+    output = LogOutput("text", "info", stream)
+    log = Logger(namespace="ocireg.access", observer=LogPublisher(output.observer))
+    RequestLog(log, written=output.writes).request_done(RequestRecord(
+        method="GET", path='/v2/a"b\nc', route=None, status=404, received=0, sent=0,
+        duration=0.001, client="127.0.0.1", user="a b", repository=None, reference=None,
+        completed=True, upload=False, user_agent="x\r\ny\u00e9",
+    ))
+    [line] = stream.getvalue().splitlines()
+    assert '"GET /v2/a\\"b\\x0ac HTTP/1.1" 404 - "-" "x\\x0d\\x0ay\\xc3\\xa9"' in line
+    assert " - a\\x20b [" in line
+
+
+def test_json_log_has_the_user_agent_and_the_start_up_settings_as_an_object(
+    tmp_path, processes
+):
+    server = RegistryProcess(tmp_path / "data", command=twistd_command).start(
+        "--log-format", "json"
+    )
+    processes.append(server)
+    assert _get_with(server.url + "/v2/_catalog", {"User-Agent": "containers/5.24"}) == 200
+
+    def events():
+        return [json.loads(line) for line in server.log().splitlines() if line.strip()]
+
+    [access] = wait_for(
+        lambda: [e for e in events() if e.get("namespace") == "ocireg.access"
+                 and e.get("path") == "/v2/_catalog"], "the request's log event")
+    assert access["user_agent"] == "containers/5.24"
+    assert access["protocol"] == "HTTP/1.1" and access["referer"] is None
+    assert not [k for k in access if k.startswith("_")], access
+    [starting] = [e for e in events() if e["message"].startswith("ocireg starting")]
+    assert isinstance(starting["settings"], dict), starting
+    assert starting["settings"]["shutdown_timeout"] == 30
+    assert json.loads(starting["message"].split(" with settings ", 1)[1]) == starting["settings"]

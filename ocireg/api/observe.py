@@ -19,6 +19,8 @@ from werkzeug.routing import RequestRedirect
 
 #: The longest path kept in a record; the rest of a hostile path is cut.
 MAX_PATH = 2000
+#: The longest User-Agent or Referer kept in a record.
+MAX_HEADER = 500
 
 
 @attrs.frozen
@@ -42,6 +44,10 @@ class RequestRecord:
     completed: bool
     #: Whether the body streamed into a blob upload.
     upload: bool
+    #: The request line's protocol, and the client's User-Agent and Referer headers.
+    protocol: str = "HTTP/1.1"
+    user_agent: str | None = None
+    referer: str | None = None
 
 
 class RequestObserver(Protocol):
@@ -68,6 +74,11 @@ def _client(request: IRequest) -> str:
     return host if isinstance(host, str) else "-"
 
 
+def _header(request: IRequest, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    return None if value is None else value.decode("latin-1")[:MAX_HEADER]
+
+
 def record_of(
     request: IRequest, duration: float, received: int, completed: bool, upload: bool
 ) -> RequestRecord:
@@ -89,4 +100,7 @@ def record_of(
         reference=arguments.get("reference"),
         completed=completed,
         upload=upload,
+        protocol=request.clientproto.decode("latin-1")[:16],
+        user_agent=_header(request, b"user-agent"),
+        referer=_header(request, b"referer"),
     )

@@ -19,7 +19,7 @@ from ocireg.api.management import ManagementAPI
 from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
-from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite
+from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite, UnbrandedRequest
 from ocireg.api.token import TokenAPI
 from ocireg.domain.management_operations import ManagementOperations
 from ocireg.domain.registry_operations import RegistryOperations
@@ -80,7 +80,7 @@ def admin_resources(
 
 def admin_site(admin: Mapping[bytes, IResource]) -> Site:
     """The site of `admin_listen`: only `admin`'s apps, and the health app's 404 elsewhere."""
-    return Site(Root(admin[b"healthz"], admin))
+    return Site(Root(admin[b"healthz"], admin), requestFactory=UnbrandedRequest)
 
 
 class Root(Resource):

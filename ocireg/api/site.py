@@ -54,7 +54,21 @@ DRAIN_TIMEOUT = 10.0
 DRAIN_LIMIT = MAX_MANIFEST_SIZE
 
 
-class RegistryRequest(Request):
+class UnbrandedRequest(Request):
+    """A request whose response does not name the server's software and version.
+
+    twisted.web sets `Server: TwistedWeb/<version>` as it starts processing;
+    it goes here, before the headers are written, since a version on the wire
+    only helps whoever looks for a vulnerable one.
+    """
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self.responseHeaders.removeHeader(b"server")
+        super().write(data)
+
+
+class RegistryRequest(UnbrandedRequest):
     _body_complete = False
     #: Body bytes received so far.
     received = 0
@@ -386,11 +400,11 @@ class RegistrySite(Site):
         return [
             ("ocireg_connections_open", "Open connections on the API endpoints.",
              self.connections),
-            ("ocireg_connections_refused", "Connections refused past max_connections or "
+            ("ocireg_connections_refused_total", "Connections refused past max_connections or "
              "max_client_connections.", self.refused),
-            ("ocireg_header_timeouts", "Connections closed because a request's headers took "
-             "over header_timeout.", self.header_timeouts),
-            ("ocireg_requests_refused_before_body", "Requests refused (401, 403, 413, 429) "
+            ("ocireg_header_timeouts_total", "Connections closed because a request's headers "
+             "took over header_timeout.", self.header_timeouts),
+            ("ocireg_requests_refused_before_body_total", "Requests refused (401, 403, 413, 429) "
              "before their body was read.", self.answered_early),
         ]
 

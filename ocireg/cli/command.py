@@ -10,10 +10,21 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+import attrs
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
-from ocireg.cli.client import DEFAULT_URL, EXIT_OK, EXIT_USAGE, Client, CommandError
+from ocireg import version
+from ocireg.cli.client import (
+    DEFAULT_URL,
+    EXIT_OK,
+    EXIT_USAGE,
+    Client,
+    CommandError,
+    check_url,
+    make_agent,
+    tls_policy,
+)
 from ocireg.cli.distributions import (
     distribution_create,
     distribution_delete,
@@ -23,8 +34,17 @@ from ocireg.cli.distributions import (
     distribution_unpin,
 )
 from ocireg.cli.housekeeping import gc, gc_history, scrub
-from ocireg.cli.output import Output
-from ocireg.cli.repositories import repo_create, repo_delete, repo_list, repo_show
+from ocireg.cli.output import Output, with_rfc3339_times
+from ocireg.cli.repositories import (
+    repo_create,
+    repo_delete,
+    repo_list,
+    repo_set,
+    repo_show,
+    staging_discard,
+    staging_show,
+)
+from ocireg.cli.tags import tag_delete, tag_list
 from ocireg.cli.versions import (
     rollback,
     tag_copy,
@@ -35,8 +55,36 @@ from ocireg.cli.versions import (
 )
 
 
+class _Shown(Exception):
+    """Ends the command successfully after printing `text` (--help, --version, bare groups)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class _HelpAction(argparse.Action):
+    def __init__(self, option_strings, dest, help=None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise _Shown(parser.format_help())
+
+
+class _VersionAction(_HelpAction):
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise _Shown(f"ocireg {version()}\n")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors end the command like every other error."""
+    """argparse, but usage errors end the command like every other error, and help is
+    written where the command writes (not to sys.stdout behind its back)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["add_help"] = False
+        super().__init__(*args, **kwargs)
+        self.add_argument("-h", "--help", action=_HelpAction, help="show this help")
 
     def error(self, message: str):
         raise CommandError(f"{message} (see {self.prog} --help)", EXIT_USAGE)
@@ -48,23 +96,69 @@ def _number(text: str) -> int:
     return int(text)
 
 
+def _retain(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number of versions nor 'all'")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
+def _common_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """The options every command takes, before or after the command's name.
+
+    Given after the name (`defaults` false), an option only counts when it is
+    there, so that it does not undo the same option given before the name.
+    """
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument("--url", default=default(os.environ.get("OCIREG_URL", DEFAULT_URL)),
+                   help=f"the registry (default: $OCIREG_URL or {DEFAULT_URL})")
+    p.add_argument("--user", default=default(os.environ.get("OCIREG_USER")),
+                   help="log in as this user (default: $OCIREG_USER); the password comes "
+                        "from $OCIREG_PASSWORD, or from standard input with --password-stdin")
+    p.add_argument("--password-stdin", action="store_true", default=default(False),
+                   help="read the password from the first line of standard input")
+    p.add_argument("--json", action="store_true", default=default(False),
+                   help="print the API's JSON, with times in RFC 3339 (UTC)")
+    p.add_argument("--timeout", type=_seconds, default=default(30.0),
+                   help="seconds to wait for each answer (default 30)")
+    p.add_argument("--cacert", default=default(None), metavar="FILE",
+                   help="trust the certificates (PEM) in FILE for https URLs, "
+                        "besides the system's")
+    p.add_argument("--insecure", action="store_true", default=default(False),
+                   help="do not check the https certificate (testing only)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="ocireg", description="Manage an ocireg registry's repositories, "
                   "versions and distributions.")
-    top.add_argument("--url", default=os.environ.get("OCIREG_URL", DEFAULT_URL),
-                     help=f"the registry (default: $OCIREG_URL or {DEFAULT_URL})")
-    top.add_argument("--user", default=os.environ.get("OCIREG_USER"),
-                     help="log in as this user (default: $OCIREG_USER); the password comes "
-                          "from $OCIREG_PASSWORD, or from standard input with "
-                          "--password-stdin")
-    top.add_argument("--password-stdin", action="store_true",
-                     help="read the password from the first line of standard input")
-    top.add_argument("--json", action="store_true", help="print the API's JSON")
-    top.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    groups = top.add_subparsers(dest="group", required=True, parser_class=_Parser)
+    _common_options(top, defaults=True)
+    top.add_argument("--version", action=_VersionAction, help="print ocireg's version")
+    top.set_defaults(usage=top)
+    groups = top.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
+
+    def group(name: str, help: str) -> argparse._SubParsersAction:
+        p = groups.add_parser(name, help=help)
+        _common_options(p, defaults=False)
+        p.set_defaults(usage=p)
+        return p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(sub, name: str, run, help: str, *arguments: tuple[tuple, dict]):
         p = sub.add_parser(name, help=help)
+        _common_options(p, defaults=False)
         for flags, options in arguments:
             p.add_argument(*flags, **options)
         p.set_defaults(run=run)
@@ -74,17 +168,24 @@ def parser() -> argparse.ArgumentParser:
     limit = (("--limit",), {"type": int, "help": "page size"})
     after = (("--after",), {"help": "the page after this name"})
 
-    repo = groups.add_parser("repo", help="repositories").add_subparsers(
-        dest="command", required=True, parser_class=_Parser)
+    repo = group("repo", "repositories")
     command(repo, "list", repo_list, "list repositories",
             (("--prefix",), {"help": "names starting with this"}), limit, after)
     command(repo, "show", repo_show, "show a repository", name)
     command(repo, "create", repo_create, "create a repository", name,
             (("--retain",), {"type": int, "help": "keep only the last N versions"}))
-    command(repo, "delete", repo_delete, "delete a repository (its content is orphaned)", name)
+    command(repo, "set", repo_set, "change a repository's settings", name,
+            (("--retain",), {"type": _retain, "required": True, "metavar": "N|all",
+                             "help": "keep only the last N versions, or all of them"}))
+    command(repo, "delete", repo_delete, "delete a repository (its content is orphaned); "
+            "asks first", name,
+            (("--yes", "-y"), {"action": "store_true", "help": "do not ask"}))
 
-    version = groups.add_parser("version", help="repository versions").add_subparsers(
-        dest="command", required=True, parser_class=_Parser)
+    stage = group("staging", "what pushes uploaded that no tag reaches yet")
+    command(stage, "show", staging_show, "show a repository's staging version", name)
+    command(stage, "discard", staging_discard, "discard a repository's staged content", name)
+
+    version = group("version", "repository versions")
     command(version, "list", version_list, "list a repository's versions", name)
     command(version, "show", version_show, "show a version and its content", name, number)
     command(version, "diff", version_diff, "what changed from version N to version M", name,
@@ -95,13 +196,16 @@ def parser() -> argparse.ArgumentParser:
 
     command(groups, "rollback", rollback, "make a new version equal to version N", name, number)
 
-    tag = groups.add_parser("tag", help="tags").add_subparsers(
-        dest="command", required=True, parser_class=_Parser)
+    tag = group("tag", "tags")
     command(tag, "copy", tag_copy, "copy a tag into a repository (a new version of it)",
             (("source",), {"metavar": "SRC:TAG"}), (("target",), {"metavar": "DST[:TAG]"}))
+    command(tag, "list", tag_list, "list a repository's tags (as pulls see them)", name,
+            (("--limit",), {"type": int, "help": "page size"}),
+            (("--after",), {"help": "the page after this tag"}))
+    command(tag, "delete", tag_delete, "delete a tag (a new version without it)",
+            (("reference",), {"metavar": "NAME:TAG"}))
 
-    dist = groups.add_parser("distribution", help="distributions").add_subparsers(
-        dest="command", required=True, parser_class=_Parser)
+    dist = group("distribution", "distributions")
     base_path = (("base_path",), {"help": "the name pulls use"})
     command(dist, "list", distribution_list, "list distributions",
             (("--repository",), {}), limit, after)
@@ -139,14 +243,27 @@ def _authorization(args, stdin: TextIO) -> str | None:
     return f"Basic {token}"
 
 
-async def run(argv: Sequence[str], out: Output, stdin: TextIO = sys.stdin) -> int:
+async def run(
+    argv: Sequence[str], out: Output, stdin: TextIO = sys.stdin, reactor: object = None
+) -> int:
     """Run the command `argv`; its exit code. Errors are written as one line."""
     try:
         args = parser().parse_args(argv)
-        client = Client(args.url, args.timeout, _authorization(args, stdin))
-        result = await args.run(client, out, args)
+        if getattr(args, "run", None) is None:
+            # `ocireg` or `ocireg repo` alone: what can follow.
+            raise _Shown(args.usage.format_help())
+        if reactor is None:
+            from twisted.internet import reactor
+        client = Client(
+            check_url(args.url), args.timeout, _authorization(args, stdin),
+            make_agent(reactor, tls_policy(args.cacert, args.insecure)), reactor,
+        )
+        result = await args.run(client, attrs.evolve(out, answer=stdin.readline), args)
         if args.json:
-            out.line(json.dumps(result, indent=2, sort_keys=True))
+            out.line(json.dumps(with_rfc3339_times(result), indent=2, sort_keys=True))
+        return EXIT_OK
+    except _Shown as e:
+        out.out(e.text)
         return EXIT_OK
     except CommandError as e:
         out.err(f"ocireg: {e.message}\n")
@@ -158,9 +275,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = sys.argv[1:] if argv is None else list(argv)
 
     async def _main(reactor) -> None:
-        code = await run(arguments, Output())
+        code = await run(arguments, Output(), reactor=reactor)
         if code:
             raise SystemExit(code)
 
-    # --help and --version end through SystemExit(0) from argparse, before any request.
     task.react(lambda reactor: Deferred.fromCoroutine(_main(reactor)))

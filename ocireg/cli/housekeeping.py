@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ocireg.cli.client import EXIT_CONFLICT, Client, CommandError
-from ocireg.cli.output import Output, size, when
+from ocireg.cli.output import Output, size, when, with_rfc3339_times
 
 
 def _collection_row(run: dict) -> list[object]:
@@ -44,6 +44,6 @@ async def scrub(client: Client, out: Output, args) -> object:
             out.line(f"corrupt  {digest}")
     if not report["healthy"]:
         if args.json:
-            out.line(json.dumps(report, indent=2, sort_keys=True))
+            out.line(json.dumps(with_rfc3339_times(report), indent=2, sort_keys=True))
         raise CommandError("the blob store has missing or corrupt blobs", EXIT_CONFLICT)
     return report

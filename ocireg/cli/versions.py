@@ -81,7 +81,7 @@ async def rollback(client: Client, out: Output, args) -> object:
     return change
 
 
-def _split_tagged(reference: str, required: bool) -> tuple[str, str | None]:
+def split_tagged(reference: str, required: bool) -> tuple[str, str | None]:
     name, colon, tag = reference.rpartition(":")
     if not colon or "/" in tag:
         if required:
@@ -91,8 +91,8 @@ def _split_tagged(reference: str, required: bool) -> tuple[str, str | None]:
 
 
 async def tag_copy(client: Client, out: Output, args) -> object:
-    source, source_tag = _split_tagged(args.source, required=True)
-    target, target_tag = _split_tagged(args.target, required=False)
+    source, source_tag = split_tagged(args.source, required=True)
+    target, target_tag = split_tagged(args.target, required=False)
     target_tag = target_tag or source_tag
     body = {"add_tags": {target_tag: source_tag}, "source": {"repository": source}}
     path = f"/repositories/{quote_name(target)}/modify"
