@@ -103,6 +103,6 @@ def test_an_unreachable_database_at_start_up_is_one_line_and_its_traceback_at_de
     debugged = _start_without_database(tmp_path, "--log-level", "debug")
     output = debugged.stdout + debugged.stderr
     assert debugged.returncode == 1, output
-    assert "[ocireg.service#debug] opening the database at start-up" in output
+    assert "[ocireg.stores#debug] opening the database at start-up" in output
     assert "Traceback" in output
     assert ":pw@" not in output
