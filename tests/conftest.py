@@ -6,10 +6,12 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 
 from ocireg.config import Config
+from ocireg.db.postgresql import PostgreSQLMetadataStore
 from ocireg.service import RegistryService
-from tests.databases import TestDatabase, backends
+from tests.databases import DatabasePool, TestDatabase, backends
 from tests.support import RegistryProcess
 
 
@@ -29,9 +31,45 @@ def pg():
         db.drop()
 
 
+def _migrate(dsn: str) -> None:
+    """Migrate the database at `dsn` as ocireg does when it starts on it."""
+
+    async def migrate() -> None:
+        store = await PostgreSQLMetadataStore.open(dsn, reactor)
+        await store.close()
+
+    pytest_twisted.blockon(Deferred.fromCoroutine(migrate()))
+
+
+@pytest.fixture(scope="session")
+def database_pool():
+    """The session's migrated PostgreSQL databases, emptied between tests (see tests.databases)."""
+    pool = DatabasePool(_migrate)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
-def database(backend):
-    """The test registry's `database` setting: "" (SQLite) or a fresh PostgreSQL database."""
+def database(backend, database_pool):
+    """The test registry's `database` setting: "" (SQLite) or an empty, migrated PostgreSQL one.
+
+    Nothing of an earlier test is left in it: no row, no connection.
+    """
+    if backend == "sqlite":
+        yield ""
+        return
+    db = database_pool.take()
+    try:
+        yield db.dsn
+    finally:
+        database_pool.give_back(db)
+
+
+@pytest.fixture
+def blank_database(backend):
+    """Like `database`, but a PostgreSQL database with no schema at all, dropped after the test."""
     if backend == "sqlite":
         yield ""
         return
