@@ -6,10 +6,8 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 
 from ocireg.config import Config
-from ocireg.db.postgresql import PostgreSQLMetadataStore
 from ocireg.service import RegistryService
 from tests.databases import DatabasePool, TestDatabase, backends
 from tests.support import RegistryProcess
@@ -31,20 +29,10 @@ def pg():
         db.drop()
 
 
-def _migrate(dsn: str) -> None:
-    """Migrate the database at `dsn` as ocireg does when it starts on it."""
-
-    async def migrate() -> None:
-        store = await PostgreSQLMetadataStore.open(dsn, reactor)
-        await store.close()
-
-    pytest_twisted.blockon(Deferred.fromCoroutine(migrate()))
-
-
 @pytest.fixture(scope="session")
 def database_pool():
     """The session's migrated PostgreSQL databases, emptied between tests (see tests.databases)."""
-    pool = DatabasePool(_migrate)
+    pool = DatabasePool()
     try:
         yield pool
     finally:

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
 
 import attrs
 import psycopg2
 import psycopg2.extensions
+from twisted.internet.defer import Deferred, succeed
+
+from ocireg.db.migrations import migrate
+from ocireg.db.postgresql import to_pyformat
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -93,6 +96,9 @@ class TestDatabase:
             (self.name,),
         )[0][0]
 
+    def exists(self) -> bool:
+        return bool(self._admin("SELECT 1 FROM pg_database WHERE datname = %s", (self.name,)))
+
     def connections(self) -> int:
         """How many server connections to this database are open."""
         return self._admin(
@@ -147,17 +153,48 @@ SELECT string_agg(item, E'\\n' ORDER BY item) FROM (
 """
 
 
+class _BlockingTransaction:
+    """Enough of ocireg's `ITransaction` for its migrations, on a blocking cursor.
+
+    Every answer is a Deferred that has already fired, so the migration runs
+    to its end within `migrated`, with no reactor: pool databases are made
+    from fixtures and test bodies alike.
+    """
+
+    for_update = " FOR UPDATE"
+
+    def __init__(self, cursor) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: tuple = ()) -> Deferred:
+        self._cursor.execute(to_pyformat(sql), params)
+        return succeed(self._cursor.fetchall() if self._cursor.description else [])
+
+
+def migrated(db: TestDatabase) -> TestDatabase:
+    """`db` brought to ocireg's newest schema by ocireg's own migrations, in one transaction."""
+    connection = psycopg2.connect(db.dsn, connect_timeout=10)
+    try:
+        with connection, connection.cursor() as cursor:
+            done = Deferred.fromCoroutine(migrate(_BlockingTransaction(cursor), "postgresql"))
+            failures: list = []
+            done.addErrback(failures.append)
+            if failures:
+                failures[0].raiseException()
+    finally:
+        connection.close()
+    return db
+
+
 @attrs.define
 class DatabasePool:
     """Migrated, empty databases for registry tests: emptied after each test and used again.
 
-    `migrate(dsn)` brings a new database to ocireg's schema, the way ocireg
-    does at start-up. The schema of the first database it migrates is the
-    reference: a database given back with another schema (a test changed it)
-    is dropped, never handed out again.
+    The schema of the first database it migrates is the reference: a
+    database given back with another schema (a test changed it) is dropped,
+    never handed out again.
     """
 
-    migrate: Callable[[str], None]
     _free: list[TestDatabase] = attrs.field(factory=list)
     _reference: str | None = None
 
@@ -171,8 +208,7 @@ class DatabasePool:
             db.drop()
         db = TestDatabase().create()
         try:
-            self.migrate(db.dsn)
-            schema = _schema(db)
+            schema = _schema(migrated(db))
         except BaseException:
             db.drop()
             raise
