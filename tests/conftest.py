@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import pytest_twisted
 import treq
@@ -80,12 +82,18 @@ def registry(tmp_path, database):
 
 
 class InProcessServer:
-    """ocireg serving on a loopback port inside the test's own reactor."""
+    """ocireg serving on a loopback port inside the test's own reactor.
 
-    def __init__(self, service: RegistryService, port) -> None:
+    `port`, `host`, `url` and `data_dir` (when given) are those a
+    `RegistryProcess` has.
+    """
+
+    def __init__(self, service: RegistryService, port, data_dir: Path | None = None) -> None:
         self.service = service
         self.port = port.getHost().port
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.data_dir = data_dir
 
     @property
     def registry(self):
@@ -99,13 +107,14 @@ class InProcessServer:
 
 @pytest_twisted.async_yield_fixture
 async def server(tmp_path, database):
+    data_dir = tmp_path / "data"
     config = Config(
-        listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"), database=database
+        listen=("tcp:0:interface=127.0.0.1",), data_dir=str(data_dir), database=database
     )
     service = RegistryService(config, reactor)
     service.startService()
     ports = await service.ready
     try:
-        yield InProcessServer(service, ports[0])
+        yield InProcessServer(service, ports[0], data_dir)
     finally:
         await service.stopService()

@@ -1,7 +1,8 @@
-"""What the tests share: a registry server in a process of its own, and free ports."""
+"""What the tests share: a registry server in a process of its own, free ports, and waits."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+import pytest_twisted
+from twisted.internet.threads import deferToThread
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,3 +135,19 @@ def wait_for(condition, what: str, timeout: float = 30.0, log=lambda: ""):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log()}")
+
+
+def in_thread(test: Callable) -> Callable:
+    """Mark test `test`, whose body blocks (sockets, http.client), to run in a thread.
+
+    pytest-twisted runs every test body in the reactor's greenlet: a body that
+    blocks there stops the in-process `server` it talks to. In a thread, the
+    reactor serves meanwhile, over real TCP, as a server process would; the
+    body must touch nothing of the reactor's (use the server's port and files).
+    """
+
+    @functools.wraps(test)
+    async def run(*args, **kwargs):
+        return await deferToThread(test, *args, **kwargs)
+
+    return pytest_twisted.ensureDeferred(run)
