@@ -104,9 +104,10 @@ class RegistryProcess:
                 # With authentication on, an anonymous /v2/ is a 401: it answers.
                 if e.code == 401:
                     return self
-                time.sleep(0.1)
+                time.sleep(0.02)
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
+                # A refused connection costs little: look often, the start is on every test's path.
+                time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"ocireg did not answer within {timeout} s:\n{self.log()}")
 
