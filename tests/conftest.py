@@ -105,16 +105,21 @@ class InProcessServer:
         return treq.request(method, self.url + path, persistent=False, **kwargs)
 
 
-@pytest_twisted.async_yield_fixture
-async def server(tmp_path, database):
-    data_dir = tmp_path / "data"
-    config = Config(
-        listen=("tcp:0:interface=127.0.0.1",), data_dir=str(data_dir), database=database
-    )
+async def start_in_process(config: Config) -> InProcessServer:
+    """ocireg on `config`, started in the test's reactor; stop its `service` after the test."""
     service = RegistryService(config, reactor)
     service.startService()
     ports = await service.ready
+    return InProcessServer(service, ports[0], Path(config.data_dir))
+
+
+@pytest_twisted.async_yield_fixture
+async def server(tmp_path, database):
+    """A fresh ocireg with empty storage in the test's reactor, on a loopback port of its own."""
+    started = await start_in_process(Config(
+        listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"), database=database
+    ))
     try:
-        yield InProcessServer(service, ports[0], data_dir)
+        yield started
     finally:
-        await service.stopService()
+        await started.service.stopService()
