@@ -8,6 +8,8 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import blockingCallFromThread
 
 from ocireg.config import Config
 from ocireg.service import RegistryService
@@ -123,3 +125,21 @@ async def server(tmp_path, database):
         yield started
     finally:
         await started.service.stopService()
+
+
+@pytest_twisted.async_yield_fixture
+async def servers():
+    """The in-process servers a test starts with `start_from_thread`; stopped after it."""
+    started: list[InProcessServer] = []
+    yield started
+    for server in started:
+        await server.service.stopService()
+
+
+def start_from_thread(servers: list[InProcessServer], config: Config) -> InProcessServer:
+    """ocireg on `config` in the reactor, for a test body running in a thread (in_thread)."""
+    server = blockingCallFromThread(
+        reactor, lambda: Deferred.fromCoroutine(start_in_process(config))
+    )
+    servers.append(server)
+    return server

@@ -16,14 +16,10 @@ import urllib.request
 from contextlib import ExitStack
 
 import pytest
-import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.threads import blockingCallFromThread
 
 from ocireg.config import Config
-from tests.conftest import InProcessServer, start_in_process
+from tests.conftest import InProcessServer, start_from_thread
 from tests.support import RegistryProcess, in_thread, wait_for
 
 
@@ -35,22 +31,10 @@ def _config_file(tmp_path, settings: dict) -> str:
 
 def _start(tmp_path, servers: list[InProcessServer], **settings) -> InProcessServer:
     """ocireg on a config file of `settings`, in the reactor: called from the test's thread."""
-    config = Config.load(_config_file(tmp_path, settings), listen=("tcp:0:interface=127.0.0.1",),
-                         data_dir=str(tmp_path / "data"))
-    server = blockingCallFromThread(
-        reactor, lambda: Deferred.fromCoroutine(start_in_process(config))
-    )
-    servers.append(server)
-    return server
-
-
-@pytest_twisted.async_yield_fixture
-async def servers():
-    """The servers a test starts; stopped after it."""
-    started: list[InProcessServer] = []
-    yield started
-    for server in started:
-        await server.service.stopService()
+    return start_from_thread(servers, Config.load(
+        _config_file(tmp_path, settings), listen=("tcp:0:interface=127.0.0.1",),
+        data_dir=str(tmp_path / "data"),
+    ))
 
 
 @pytest.fixture
