@@ -25,7 +25,6 @@ import psycopg2.extensions
 from twisted.internet.defer import Deferred, succeed
 
 from ocireg.db.migrations import migrate
-from ocireg.db.postgresql import to_pyformat
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -167,7 +166,13 @@ class _BlockingTransaction:
         self._cursor = cursor
 
     def execute(self, sql: str, params: tuple = ()) -> Deferred:
-        self._cursor.execute(to_pyformat(sql), params)
+        if params:
+            # Only the schema version's own statements have parameters, and
+            # no `?` or `%` but their placeholders.
+            self._cursor.execute(sql.replace("?", "%s"), params)
+        else:
+            # Without parameters psycopg2 reads no placeholder: the SQL goes as written.
+            self._cursor.execute(sql)
         return succeed(self._cursor.fetchall() if self._cursor.description else [])
 
 
