@@ -1,7 +1,8 @@
-"""What the tests share: a registry server in a process of its own, and free ports."""
+"""What the tests share: a registry server in a process of its own, free ports, and waits."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+import pytest_twisted
+from twisted.internet.threads import deferToThread
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,9 +104,10 @@ class RegistryProcess:
                 # With authentication on, an anonymous /v2/ is a 401: it answers.
                 if e.code == 401:
                     return self
-                time.sleep(0.1)
+                time.sleep(0.02)
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
+                # A refused connection costs little: look often, the start is on every test's path.
+                time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"ocireg did not answer within {timeout} s:\n{self.log()}")
 
@@ -132,3 +136,19 @@ def wait_for(condition, what: str, timeout: float = 30.0, log=lambda: ""):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{log()}")
+
+
+def in_thread(test: Callable) -> Callable:
+    """Mark test `test`, whose body blocks (sockets, http.client), to run in a thread.
+
+    pytest-twisted runs every test body in the reactor's greenlet: a body that
+    blocks there stops the in-process `server` it talks to. In a thread, the
+    reactor serves meanwhile, over real TCP, as a server process would; the
+    body must touch nothing of the reactor's (use the server's port and files).
+    """
+
+    @functools.wraps(test)
+    async def run(*args, **kwargs):
+        return await deferToThread(test, *args, **kwargs)
+
+    return pytest_twisted.ensureDeferred(run)

@@ -21,6 +21,7 @@ from tests.api_helpers import (
     version_numbers,
     with_query,
 )
+from tests.support import in_thread
 
 
 async def patch(server, path: str, data: bytes, content_range: str | None = None, **headers):
@@ -513,8 +514,8 @@ async def test_upload_of_another_repository_is_404_there_and_untouched(server, m
 # A client that goes away mid-chunk
 
 
-def _http(registry, method: str, path: str, body: bytes | None = None, headers=None):
-    connection = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=10)
+def _http(server, method: str, path: str, body: bytes | None = None, headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -523,11 +524,11 @@ def _http(registry, method: str, path: str, body: bytes | None = None, headers=N
         connection.close()
 
 
-def _wait_for_range(registry, location: str, expected: str, timeout: float = 5.0) -> str:
+def _wait_for_range(server, location: str, expected: str, timeout: float = 5.0) -> str:
     deadline = time.monotonic() + timeout
     seen = None
     while time.monotonic() < deadline:
-        status, headers, _ = _http(registry, "GET", location)
+        status, headers, _ = _http(server, "GET", location)
         assert status == 204, status
         seen = headers.get("Range")
         if seen == expected:
@@ -537,57 +538,59 @@ def _wait_for_range(registry, location: str, expected: str, timeout: float = 5.0
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_upload_cut_off_mid_patch_keeps_what_arrived_and_resumes(registry, chunked):
+@in_thread
+def test_upload_cut_off_mid_patch_keeps_what_arrived_and_resumes(server, chunked):
     data = random_bytes(200_000)
-    status, headers, _ = _http(registry, "POST", "/v2/team/app/blobs/uploads/")
+    status, headers, _ = _http(server, "POST", "/v2/team/app/blobs/uploads/")
     assert status == 202
     location = location_path(headers["Location"])
     half = 80_000
     request = (
-        f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1:{registry.port}\r\n"
+        f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
         "Content-Type: application/octet-stream\r\n"
     ).encode()
     if chunked:
         request += b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % half + data[:half] + b"\r\n"
     else:
         request += f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:half]
-    with socket.create_connection(("127.0.0.1", registry.port), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(request)
         time.sleep(0.3)
-    assert _wait_for_range(registry, location, f"0-{half - 1}") == f"0-{half - 1}"
+    assert _wait_for_range(server, location, f"0-{half - 1}") == f"0-{half - 1}"
     status, headers, body = _http(
-        registry, "PATCH", location, data[half:],
+        server, "PATCH", location, data[half:],
         {"Content-Range": f"{half}-{len(data) - 1}", "Content-Type": "application/octet-stream"},
     )
     assert status == 202, body
     assert headers["Range"] == f"0-{len(data) - 1}"
     status, headers, body = _http(
-        registry, "PUT", with_query(location, f"digest={digest_of(data)}")
+        server, "PUT", with_query(location, f"digest={digest_of(data)}")
     )
     assert status == 201, body
     assert headers["Docker-Content-Digest"] == digest_of(data)
-    status, _, body = _http(registry, "GET", f"/v2/team/app/blobs/{digest_of(data)}")
+    status, _, body = _http(server, "GET", f"/v2/team/app/blobs/{digest_of(data)}")
     assert status == 200
     assert body == data
 
 
-def test_monolithic_post_cut_off_mid_body_leaves_no_blob(registry):
+@in_thread
+def test_monolithic_post_cut_off_mid_body_leaves_no_blob(server):
     data = random_bytes(100_000)
     digest = digest_of(data)
     request = (
         f"POST /v2/team/app/blobs/uploads/?digest={digest} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{registry.port}\r\nContent-Type: application/octet-stream\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\nContent-Type: application/octet-stream\r\n"
         f"Content-Length: {len(data)}\r\n\r\n"
     ).encode() + data[:40_000]
-    with socket.create_connection(("127.0.0.1", registry.port), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(request)
         time.sleep(0.3)
     time.sleep(0.3)
-    status, _, _ = _http(registry, "HEAD", f"/v2/team/app/blobs/{digest}")
+    status, _, _ = _http(server, "HEAD", f"/v2/team/app/blobs/{digest}")
     assert status == 404
-    status, _, body = _http(registry, "GET", f"/v2/team/app/blobs/{digest}")
+    status, _, body = _http(server, "GET", f"/v2/team/app/blobs/{digest}")
     assert status == 404, body
     # and the registry still works for the next client
-    status, _, body = _http(registry, "POST", f"/v2/team/app/blobs/uploads/?digest={digest}",
+    status, _, body = _http(server, "POST", f"/v2/team/app/blobs/uploads/?digest={digest}",
                             data, {"Content-Type": "application/octet-stream"})
     assert status == 201, body

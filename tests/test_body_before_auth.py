@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 import pytest
+import pytest_twisted
 
+from ocireg.config import Config
 from tests.api_helpers import make_image
 from tests.auth_helpers import GROUPS, RULES, basic, write_htpasswd
-from tests.support import RegistryProcess, proc_status_kib
+from tests.conftest import InProcessServer, start_in_process
+from tests.support import RegistryProcess, in_thread, proc_status_kib
 
 MIB = 1024 * 1024
 #: A body as large as a manifest may be.
@@ -47,8 +50,27 @@ def auth_config(tmp_path, users: str = "") -> str:
     return str(path)
 
 
+async def _auth_server(tmp_path, database: str = ""):
+    """ocireg in the test's reactor on `auth_config`'s settings, stopped after the test."""
+    started = await start_in_process(Config.load(
+        auth_config(tmp_path), listen=("tcp:0:interface=127.0.0.1",),
+        data_dir=str(tmp_path / "data"), database=database,
+    ))
+    try:
+        yield started
+    finally:
+        await started.service.stopService()
+
+
+@pytest_twisted.async_yield_fixture
+async def auth_server(tmp_path):
+    async for started in _auth_server(tmp_path):
+        yield started
+
+
 @pytest.fixture
 def auth_process(tmp_path):
+    """The same, in a process of its own: for what only a process shows (its memory)."""
     server = RegistryProcess(tmp_path / "data").start("--config", auth_config(tmp_path))
     try:
         yield server
@@ -75,7 +97,7 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
-def _put_headers(server: RegistryProcess, path: str, length: int,
+def _put_headers(server: RegistryProcess | InProcessServer, path: str, length: int,
                  authorization: str | None = None) -> bytes:
     auth = f"Authorization: {authorization}\r\n" if authorization else ""
     return (
@@ -94,12 +116,13 @@ def _error_code(body: bytes) -> str:
     # bob may pull team/**, not push.
     (basic("bob", "bob-pw"), 403, "DENIED"),
 ])
+@in_thread
 def test_a_manifest_put_not_allowed_is_answered_before_its_body_is_sent(
-    auth_process, who, status, code
+    auth_server, who, status, code
 ):
-    with socket.create_connection(("127.0.0.1", auth_process.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", auth_server.port), timeout=10) as sock:
         # Only the headers: the server must answer without waiting for the 4 MiB.
-        sock.sendall(_put_headers(auth_process, "/v2/team/app/manifests/v1", LARGE, who))
+        sock.sendall(_put_headers(auth_server, "/v2/team/app/manifests/v1", LARGE, who))
         got, headers, body = _read_response(sock)
     assert got == status, body
     assert _error_code(body) == code
@@ -109,10 +132,11 @@ def test_a_manifest_put_not_allowed_is_answered_before_its_body_is_sent(
         assert 'scope="repository:team/app:pull,push"' in headers["www-authenticate"]
 
 
-def test_a_management_body_from_a_non_admin_is_answered_before_it_is_sent(auth_process):
-    with socket.create_connection(("127.0.0.1", auth_process.port), timeout=10) as sock:
+@in_thread
+def test_a_management_body_from_a_non_admin_is_answered_before_it_is_sent(auth_server):
+    with socket.create_connection(("127.0.0.1", auth_server.port), timeout=10) as sock:
         sock.sendall(
-            f"POST /api/v1/repositories/ HTTP/1.1\r\nHost: {auth_process.host}\r\n"
+            f"POST /api/v1/repositories/ HTTP/1.1\r\nHost: {auth_server.host}\r\n"
             f"Authorization: {basic('alice', 'alice-pw')}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {LARGE}\r\n\r\n".encode()
         )
@@ -121,16 +145,17 @@ def test_a_management_body_from_a_non_admin_is_answered_before_it_is_sent(auth_p
     assert json.loads(body)["error"]["code"] == "DENIED"
 
 
-def test_a_refused_client_that_sends_its_body_anyway_reads_the_answer(auth_process):
+@in_thread
+def test_a_refused_client_that_sends_its_body_anyway_reads_the_answer(auth_server):
     """The body is read and discarded, so the answer is not lost to a reset connection."""
-    with socket.create_connection(("127.0.0.1", auth_process.port), timeout=10) as sock:
-        sock.sendall(_put_headers(auth_process, "/v2/team/app/manifests/v1", LARGE)
+    with socket.create_connection(("127.0.0.1", auth_server.port), timeout=10) as sock:
+        sock.sendall(_put_headers(auth_server, "/v2/team/app/manifests/v1", LARGE)
                      + b"{" * LARGE)
         status, _, body = _read_response(sock)
     assert status == 401, body
 
 
-def _request(server: RegistryProcess, method: str, path: str, body: bytes = b"",
+def _request(server: RegistryProcess | InProcessServer, method: str, path: str, body: bytes = b"",
              headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPResponse, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
@@ -141,33 +166,30 @@ def _request(server: RegistryProcess, method: str, path: str, body: bytes = b"",
         conn.close()
 
 
-@pytest.fixture
-def auth_process_on_each_backend(tmp_path, database):
-    extra = ("--database", database) if database else ()
-    server = RegistryProcess(tmp_path / "data").start("--config", auth_config(tmp_path), *extra)
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest_twisted.async_yield_fixture
+async def auth_server_on_each_backend(tmp_path, database):
+    async for started in _auth_server(tmp_path, database):
+        yield started
 
 
-def test_an_allowed_manifest_put_still_works(auth_process_on_each_backend):
-    auth_process = auth_process_on_each_backend
+@in_thread
+def test_an_allowed_manifest_put_still_works(auth_server_on_each_backend):
+    auth_server = auth_server_on_each_backend
     alice = {"Authorization": basic("alice", "alice-pw")}
     image = make_image(layers=1)
     for digest, data in image.blobs.items():
         status, _, body = _request(
-            auth_process, "POST", f"/v2/team/app/blobs/uploads/?digest={digest}", data,
+            auth_server, "POST", f"/v2/team/app/blobs/uploads/?digest={digest}", data,
             {**alice, "Content-Type": "application/octet-stream"},
         )
         assert status == 201, body
     status, response, body = _request(
-        auth_process, "PUT", "/v2/team/app/manifests/v1", image.body,
+        auth_server, "PUT", "/v2/team/app/manifests/v1", image.body,
         {**alice, "Content-Type": image.media_type},
     )
     assert status == 201, body
     assert response.getheader("Docker-Content-Digest") == image.digest
-    status, _, body = _request(auth_process, "GET", "/v2/team/app/manifests/v1",
+    status, _, body = _request(auth_server, "GET", "/v2/team/app/manifests/v1",
                                headers={**alice, "Accept": image.media_type})
     assert status == 200 and body == image.body
 
@@ -201,10 +223,11 @@ def test_a_hundred_anonymous_large_manifest_puts_leave_memory_where_it_was(auth_
     assert b"\nocireg_requests_refused_before_body_total 101.0\n" in metrics
 
 
-def test_a_token_request_body_past_64_kib_is_refused_before_it_is_sent(auth_process):
-    with socket.create_connection(("127.0.0.1", auth_process.port), timeout=10) as sock:
+@in_thread
+def test_a_token_request_body_past_64_kib_is_refused_before_it_is_sent(auth_server):
+    with socket.create_connection(("127.0.0.1", auth_server.port), timeout=10) as sock:
         sock.sendall(
-            f"POST /token HTTP/1.1\r\nHost: {auth_process.host}\r\n"
+            f"POST /token HTTP/1.1\r\nHost: {auth_server.host}\r\n"
             "Content-Type: application/x-www-form-urlencoded\r\n"
             f"Content-Length: {LARGE}\r\n\r\n".encode()
         )

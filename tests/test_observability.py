@@ -29,8 +29,8 @@ from ocireg.requestlog import RequestLog
 from ocireg.service import RegistryService
 from tests.api_helpers import make_image, push_image
 from tests.auth_helpers import GROUPS, RULES, anonymous, user, write_htpasswd
-from tests.conftest import InProcessServer
-from tests.support import RegistryProcess, free_port, twistd_command, wait_for
+from tests.conftest import InProcessServer, start_from_thread
+from tests.support import RegistryProcess, free_port, in_thread, twistd_command, wait_for
 
 MANIFEST_ROUTE = "/v2/<path:name>/manifests/<reference>"
 
@@ -61,6 +61,13 @@ def processes():
     yield started
     for server in started:
         server.stop()
+
+
+def _start(tmp_path, servers: list[InProcessServer], **settings) -> InProcessServer:
+    """ocireg with `settings`, in the reactor: called from the test's thread (in_thread)."""
+    return start_from_thread(servers, Config(
+        listen=("tcp:0:interface=127.0.0.1",), data_dir=str(tmp_path / "data"), **settings
+    ))
 
 
 # Metrics
@@ -226,9 +233,9 @@ def test_a_push_by_digest_is_no_push_and_a_manifest_head_no_pull():
     assert _value(samples, "ocireg_pulls_total", repository="a") is None
 
 
-def test_uploads_in_progress_counts_a_body_while_it_streams(tmp_path, processes):
-    server = RegistryProcess(tmp_path / "data").start()
-    processes.append(server)
+@in_thread
+def test_uploads_in_progress_counts_a_body_while_it_streams(tmp_path, servers):
+    server = _start(tmp_path, servers)
     request = urllib.request.Request(server.url + "/v2/team/app/blobs/uploads/", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         location = response.headers["Location"]
@@ -251,9 +258,9 @@ def test_uploads_in_progress_counts_a_body_while_it_streams(tmp_path, processes)
 # Health and readiness
 
 
-def test_readyz_is_unready_while_the_metadata_database_is_locked(tmp_path, processes):
-    server = RegistryProcess(tmp_path / "data").start()
-    processes.append(server)
+@in_thread
+def test_readyz_is_unready_while_the_metadata_database_is_locked(tmp_path, servers):
+    server = _start(tmp_path, servers)
     assert _get(server.url + "/readyz")[0] == 200
 
     # Another process holding the write lock: ocireg's transactions cannot begin.
@@ -274,9 +281,9 @@ def test_readyz_is_unready_while_the_metadata_database_is_locked(tmp_path, proce
     wait_for(lambda: _get(server.url + "/readyz")[0] == 200, "readiness to come back")
 
 
-def test_readyz_is_unready_when_the_blob_store_directory_is_gone(tmp_path, processes):
-    server = RegistryProcess(tmp_path / "data").start()
-    processes.append(server)
+@in_thread
+def test_readyz_is_unready_when_the_blob_store_directory_is_gone(tmp_path, servers):
+    server = _start(tmp_path, servers)
     shutil.rmtree(server.data_dir / "blobs")
     status, body = _get(server.url + "/readyz")
     assert status == 503
@@ -284,12 +291,10 @@ def test_readyz_is_unready_when_the_blob_store_directory_is_gone(tmp_path, proce
     assert json.loads(body)["checks"]["metadata"] == "ok"
 
 
-def test_admin_listen_serves_health_and_metrics_which_leave_the_main_port(tmp_path, processes):
+@in_thread
+def test_admin_listen_serves_health_and_metrics_which_leave_the_main_port(tmp_path, servers):
     admin = free_port()
-    server = RegistryProcess(tmp_path / "data").start(
-        "--admin-listen", f"tcp:{admin}:interface=127.0.0.1"
-    )
-    processes.append(server)
+    server = _start(tmp_path, servers, admin_listen=(f"tcp:{admin}:interface=127.0.0.1",))
     admin_url = f"http://127.0.0.1:{admin}"
     assert _get(admin_url + "/healthz")[0] == 200
     assert _get(admin_url + "/readyz")[0] == 200

@@ -2,6 +2,7 @@
 
 This also guards `RegistryRequest.gotLength`, which reads the request line
 from the HTTP channel's private fields: if Twisted changes them, these fail.
+The clients are raw sockets in a thread, against the in-process server.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import os
 import socket
 import time
 
+from tests.support import in_thread
+
 MIB = 1024 * 1024
 
 
-def _start_upload(registry) -> str:
-    conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=30)
+def _start_upload(server) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.request("POST", "/v2/stream/test/blobs/uploads/", headers={"Content-Length": "0"})
     response = conn.getresponse()
     response.read()
@@ -36,16 +39,17 @@ def _wait_for_size(path, at_least: int, timeout: float = 10.0) -> int:
     return size
 
 
-def test_patch_body_reaches_the_upload_file_before_the_request_ends(registry):
-    location = _start_upload(registry)
+@in_thread
+def test_patch_body_reaches_the_upload_file_before_the_request_ends(server):
+    location = _start_upload(server)
     uuid = location.rsplit("/", 1)[1]
-    upload_file = registry.data_dir / "uploads" / uuid
+    upload_file = server.data_dir / "uploads" / uuid
     first_half = os.urandom(8 * MIB)
     second_half = os.urandom(8 * MIB)
 
-    with socket.create_connection(("127.0.0.1", registry.port), timeout=30) as sock:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(
-            f"PATCH {location} HTTP/1.1\r\nHost: {registry.host}\r\n"
+            f"PATCH {location} HTTP/1.1\r\nHost: {server.host}\r\n"
             f"Content-Length: {16 * MIB}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
         )
         sock.sendall(first_half)
@@ -58,27 +62,28 @@ def test_patch_body_reaches_the_upload_file_before_the_request_ends(registry):
     assert b"Range: 0-16777215" in reply
 
     digest = "sha256:" + hashlib.sha256(first_half + second_half).hexdigest()
-    conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.request("PUT", f"{location}?digest={digest}", headers={"Content-Length": "0"})
     response = conn.getresponse()
     assert response.status == 201, response.read()
 
 
-def test_client_cut_off_mid_patch_leaves_a_resumable_upload(registry):
-    location = _start_upload(registry)
+@in_thread
+def test_client_cut_off_mid_patch_leaves_a_resumable_upload(server):
+    location = _start_upload(server)
     received = os.urandom(3 * MIB)
     rest = os.urandom(2 * MIB)
 
-    with socket.create_connection(("127.0.0.1", registry.port), timeout=30) as sock:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(
-            f"PATCH {location} HTTP/1.1\r\nHost: {registry.host}\r\n"
+            f"PATCH {location} HTTP/1.1\r\nHost: {server.host}\r\n"
             f"Content-Length: {5 * MIB}\r\n\r\n".encode()
         )
         sock.sendall(received)
         uuid = location.rsplit("/", 1)[1]
-        assert _wait_for_size(registry.data_dir / "uploads" / uuid, 3 * MIB) == 3 * MIB
+        assert _wait_for_size(server.data_dir / "uploads" / uuid, 3 * MIB) == 3 * MIB
 
-    conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     deadline = time.monotonic() + 10
     while True:
         # The server may still be closing the cut-off request's writer.

@@ -165,11 +165,11 @@ def _previous_schema(tmp_path: Path, database: str, uuid: str) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_an_upload_opened_before_the_upgrade_finishes_after_it_and_counts_for_nobody(
-    tmp_path, database
+    tmp_path, blank_database
 ):
     uuid = "0b5e4c3e-57a1-4d6f-9a38-8c1d3c6a7e10"
-    _previous_schema(tmp_path, database, uuid)
-    server = await _start(tmp_path, database)
+    _previous_schema(tmp_path, blank_database, uuid)
+    server = await _start(tmp_path, blank_database)
     try:
         for _ in range(LIMIT):
             await start_upload(server, "team/app")
