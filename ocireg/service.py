@@ -25,6 +25,7 @@ from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
 from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite
+from ocireg.api.streaming import BodyRoutes
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.cache import ReadCache
@@ -75,7 +76,9 @@ def build_site(
             token_api = TokenAPI(access, token_path, reactor or _default_reactor())
             extra[token_path.split("/")[1].encode()] = token_api.resource()
     root = _Root(RegistryAPI(registry, access).resource(), management, extra)
-    return RegistrySite(root, registry, observers, access=access, limits=limits, reactor=reactor)
+    bodies = BodyRoutes((RegistryAPI.bodies, ManagementAPI.bodies))
+    return RegistrySite(root, registry, bodies, observers, access=access, limits=limits,
+                        reactor=reactor)
 
 
 def _default_reactor():

@@ -1,8 +1,4 @@
-"""Upload bodies stream into the upload's file as they arrive, not after the request ends.
-
-This also guards `RegistryRequest.gotLength`, which reads the request line
-from the HTTP channel's private fields: if Twisted changes them, these fail.
-"""
+"""Upload bodies stream into the upload's file as they arrive, not after the request ends."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from ocireg.api.errors import (
     oci_error,
 )
 from ocireg.api.render import json_response
-from ocireg.api.streaming import BufferedBody
+from ocireg.api.streaming import kept_body
 from ocireg.auth.authoriser import MANAGEMENT
 from ocireg.auth.interfaces import (
     AuthenticationFailed,
@@ -327,8 +327,7 @@ class TokenAPI:
 
     async def _post(self, request: IRequest) -> bytes:
         # The OAuth2 form docker sends with a stored identity: a password grant.
-        content = request.content
-        raw = content.value() if isinstance(content, BufferedBody) else content.read()
+        raw = await kept_body(request, authorised_elsewhere=True)
         if len(raw) > MAX_TOKEN_BODY:
             raise RegistryError(
                 BODY_TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes"
