@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from klein import Klein
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect, Rule
+from werkzeug.routing import MapAdapter, RequestRedirect, Rule
 from werkzeug.routing.matcher import StateMachineMatcher
 
 #: Matches remembered; when full, the memory starts again from empty.
@@ -94,16 +94,17 @@ class BodyTable(Generic[Sink]):
         self.under = under
         self._otherwise = otherwise
         self._sinks: dict[str, Sink] = {}
-        #: The methods of the routes that declare a sink; filled at the first lookup,
-        #: once every route is in the map.
+        #: The methods of the routes that declare a sink, and the map bound for matching;
+        #: made at the first lookup, once every route is in the map.
         self._methods: frozenset[str] | None = None
+        self._adapter: MapAdapter | None = None
 
     def sink(self, factory: Sink) -> Callable[[Handler], Handler]:
         """Declare `factory` the sink of the decorated route's request bodies."""
 
         def declare(handler: Handler) -> Handler:
             self._sinks[handler.__name__] = factory
-            self._methods = None
+            self._methods = self._adapter = None
             return handler
 
         return declare
@@ -115,18 +116,18 @@ class BodyTable(Generic[Sink]):
     def find(self, method: str, path: str) -> tuple[Sink, Mapping[str, Any]]:
         """The sink of a `method` request for `path` (a decoded path under `under`), and the
         values its route takes from the path."""
-        if self._methods is None:
+        if self._methods is None or self._adapter is None:
             self._methods = frozenset(
                 m for rule in self._app.url_map.iter_rules()
                 if rule.endpoint in self._sinks for m in rule.methods or ()
             )
+            # As Klein binds it, but for the host, which no route looks at.
+            self._adapter = self._app.url_map.bind("")
         if method not in self._methods:
             # Most requests (pulls): no route of this method keeps a body.
             return self._otherwise, {}
         try:
-            rule, values = self._app.url_map.bind("", path_info=path, default_method=method).match(
-                return_rule=True
-            )
+            rule, values = self._adapter.match(path, method, return_rule=True)
         except (HTTPException, RequestRedirect):
             return self._otherwise, {}
         return self._sinks.get(rule.endpoint, self._otherwise), values

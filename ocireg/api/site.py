@@ -31,8 +31,8 @@ from ocireg.api.auth import RequestAccess
 from ocireg.api.channel import Refused, RegistryChannel, client_of
 from ocireg.api.errors import early_answer
 from ocireg.api.observe import RequestObserver, record_of
-from ocireg.api.sinks import UploadBody
-from ocireg.api.streaming import Arrival, BodyRoutes, BodySink
+from ocireg.api.sinks import DiscardedBody, UploadBody
+from ocireg.api.streaming import Arrival, BodyRoutes, BodySink, discarded
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import PUSH
 from ocireg.errors import RegistryError
@@ -75,11 +75,15 @@ class RegistryRequest(Request):
         site = channel.site
         self._length = length
         factory, values, query = site.bodies.find(self.method, self.uri)
-        self.body = self.content = factory(Arrival(
-            site.registry, values, query, self.requestHeaders, length, channel.transport,
-            # Checked before a byte of the body is kept.
-            _BodyGuard(site.access, self), self.answer_early, site.allowance(channel.client),
-        ))
+        if factory is discarded:
+            # Most requests (pulls): nothing to build for a body nobody reads.
+            self.body = self.content = DiscardedBody()
+        else:
+            self.body = self.content = factory(Arrival(
+                site.registry, values, query, self.requestHeaders, length, channel.transport,
+                # Checked before a byte of the body is kept.
+                _BodyGuard(site.access, self), self.answer_early, site.allowance(channel.client),
+            ))
         site.request_started(self, isinstance(self.body, UploadBody))
 
     def handleContentChunk(self, data: bytes) -> None:

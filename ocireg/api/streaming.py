@@ -201,7 +201,7 @@ class BodyRoutes:
         raw_path, _, query = target.partition(b"?")
         try:
             # As Klein will see it: percent-decoded, UTF-8.
-            path = unquote_to_bytes(raw_path).decode("utf-8")
+            path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8")
         except UnicodeDecodeError:
             path = raw_path.decode("latin-1")
         for table in self._tables:
