@@ -77,11 +77,32 @@ class _Outcome:
             await d
 
 
+class _Reading:
+    """Pausing and resuming the transport a body comes from."""
+
+    _transport: IPushProducer
+    _paused = False
+    #: Set by the request once the whole body has arrived.
+    complete = False
+
+    def _pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._transport.pauseProducing()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            # Once the body is in, the channel resumes reading itself when
+            # the response is done; resuming earlier would read ahead.
+            if not self.complete:
+                self._transport.resumeProducing()
+
+
 class BufferedBody:
     """A body kept in memory (past `SPOOL_OVER` bytes in a temporary file), refused
     with 413 once it exceeds `limit` bytes."""
 
-    #: Set by the request once the whole body has arrived.
     complete = False
 
     def __init__(self, limit: int, length: int | None) -> None:
@@ -129,7 +150,7 @@ class BufferedBody:
         return self._buffer.read()
 
 
-class GuardedBody(BufferedBody):
+class GuardedBody(BufferedBody, _Reading):
     """A small body kept only once `check` (if any) allows the request, within `allowance`.
 
     While `check` runs, at most `EARLY_LIMIT` bytes are read before the socket
@@ -157,7 +178,6 @@ class GuardedBody(BufferedBody):
         self._allowed = check is None
         self._checked = _Outcome()
         self.refused = False
-        self._paused = False
         if self.too_large:
             self._checked.settle(error := self._too_large())
             self._refused_with(error)
@@ -209,22 +229,14 @@ class GuardedBody(BufferedBody):
         super().write(data)
         if self.too_large:
             self._refused_with(self._too_large())
-        elif not self._allowed and self._size > EARLY_LIMIT and not self._paused:
-            self._paused = True
-            self._transport.pauseProducing()
+        elif not self._allowed and self._size > EARLY_LIMIT:
+            self._pause()
 
     def close(self) -> None:
         super().close()
         self._allowance.give(self._held)
         self._held = 0
 
-    def _resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            # Once the body is in, the channel resumes reading itself when
-            # the response is done; resuming earlier would read ahead.
-            if not self.complete:
-                self._transport.resumeProducing()
 
 
 class DiscardedBody(BufferedBody):
@@ -237,7 +249,7 @@ class DiscardedBody(BufferedBody):
         pass
 
 
-class UploadBody:
+class UploadBody(_Reading):
     """A blob upload body, streamed into an upload file as it arrives.
 
     `open_upload` runs as soon as the headers are in; chunks that arrive
@@ -262,10 +274,7 @@ class UploadBody:
         self._start = 0
         self._early: list[bytes] = []
         self._early_size = 0
-        self._paused = False
         self._draining = False
-        #: Set by the request once the whole body has arrived.
-        self.complete = False
         self._uuid: str | None = None
         self._upload: IUploadFile | None = None
         self._error: BaseException | None = None
@@ -323,18 +332,6 @@ class UploadBody:
         self._draining = False
         self._resume()
 
-    def _pause(self) -> None:
-        if not self._paused:
-            self._paused = True
-            self._transport.pauseProducing()
-
-    def _resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            # Once the body is in, the channel resumes reading itself when
-            # the response is done; resuming earlier would read ahead.
-            if not self.complete:
-                self._transport.resumeProducing()
 
     def tell(self) -> int:
         return self.received
