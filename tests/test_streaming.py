@@ -1,7 +1,5 @@
 """Upload bodies stream into the upload's file as they arrive, not after the request ends.
 
-This also guards `RegistryRequest.gotLength`, which reads the request line
-from the HTTP channel's private fields: if Twisted changes them, these fail.
 The clients are raw sockets in a thread, against the in-process server.
 """
 

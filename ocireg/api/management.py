@@ -19,7 +19,8 @@ from ocireg.api.errors import NOT_FOUND, install_error_handlers, management_erro
 from ocireg.api.openapi import document as openapi_document
 from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
-from ocireg.api.streaming import BufferedBody
+from ocireg.api.routing import BodyTable
+from ocireg.api.streaming import SinkFactory, admin_body, kept_body
 from ocireg.domain.distributions import Distribution
 from ocireg.domain.history import Diff, VersionSummary
 from ocireg.domain.management_operations import ManagementOperations
@@ -66,9 +67,8 @@ def _query_int(request: IRequest, name: str) -> int | None:
     return number
 
 
-def _body(request: IRequest) -> dict:
-    content = request.content
-    raw = content.value() if isinstance(content, BufferedBody) else content.read()
+async def _body(request: IRequest) -> dict:
+    raw = await kept_body(request, authorised_elsewhere=True)
     try:
         document = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -193,6 +193,10 @@ class ManagementAPI:
     # was version 1) and any length (past SQLite's integers: a 500).
     app.url_map.converters["int"] = _VersionNumber
     install_error_handlers(app, management_error, lambda request: NOT_FOUND)
+    #: Every request's body, whatever its route, is an admin's: kept once the caller is
+    #: known to be one (the check `AdminOnly` makes), so anyone else is answered before
+    #: the body is read.
+    bodies: BodyTable[SinkFactory] = BodyTable(app, "/api/", admin_body)
 
     def __init__(
         self, manage: ManagementOperations, registry: RegistryOperations, housekeeping: Housekeeping
@@ -223,7 +227,7 @@ class ManagementAPI:
 
     @app.route("/api/v1/repositories/", methods=["POST"])
     async def create_repository(self, request: IRequest) -> bytes:
-        document = _body(request)
+        document = await _body(request)
         info = await self._manage.create_repository(
             _field(document, "name", str, required=True),
             _field(document, "retain_versions", int),
@@ -238,7 +242,7 @@ class ManagementAPI:
 
     @app.route("/api/v1/repositories/<path:name>", methods=["PATCH"])
     async def update_repository(self, request: IRequest, name: str) -> bytes:
-        document = _body(request)
+        document = await _body(request)
         keep = _field(document, "retain_versions", int, default=_ABSENT)
         if keep is _ABSENT:
             raise _invalid("retain_versions", "retain_versions (a number or null) is required")
@@ -302,13 +306,13 @@ class ManagementAPI:
 
     @app.route("/api/v1/repositories/<path:name>/rollback", methods=["POST"])
     async def rollback(self, request: IRequest, name: str) -> bytes:
-        document = _body(request)
+        document = await _body(request)
         number = _field(document, "version", int, required=True)
         return _change(request, name, await self._manage.rollback(name, number))
 
     @app.route("/api/v1/repositories/<path:name>/modify", methods=["POST"])
     async def modify(self, request: IRequest, name: str) -> bytes:
-        document = _body(request)
+        document = await _body(request)
         add_tags = _field(document, "add_tags", dict, default={}) or {}
         for tag, reference in add_tags.items():
             if not isinstance(reference, str):
@@ -341,7 +345,7 @@ class ManagementAPI:
 
     @app.route("/api/v1/gc", methods=["POST"])
     async def collect(self, request: IRequest) -> bytes:
-        dry_run = _field(_body(request), "dry_run", bool, nullable=False, default=False)
+        dry_run = _field(await _body(request), "dry_run", bool, nullable=False, default=False)
         report = await self._housekeeping.collector.collect(dry_run=bool(dry_run))
         return json_response(request, report.to_json())
 
@@ -370,7 +374,7 @@ class ManagementAPI:
 
     @app.route("/api/v1/distributions/", methods=["POST"])
     async def create_distribution(self, request: IRequest) -> bytes:
-        document = _body(request)
+        document = await _body(request)
         created = await self._manage.create_distribution(
             _field(document, "base_path", str, required=True),
             _field(document, "repository", str, required=True),
@@ -386,7 +390,7 @@ class ManagementAPI:
 
     @app.route("/api/v1/distributions/<path:base_path>", methods=["PATCH"])
     async def update_distribution(self, request: IRequest, base_path: str) -> bytes:
-        document = _body(request)
+        document = await _body(request)
         version = _field(document, "version", int, default=_ABSENT)
         updated = await self._manage.update_distribution(
             base_path,

@@ -9,20 +9,19 @@ from klein.interfaces import IKleinRequest
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from ocireg.api import streaming
 from ocireg.api.auth import RequestAccess
 from ocireg.api.download import FileProducer, parse_range
 from ocireg.api.errors import NO_SUCH_ENDPOINT, install_error_handlers, oci_error
 from ocireg.api.params import whole_number
 from ocireg.api.render import json_response
-from ocireg.api.routing import remembering_klein
-from ocireg.api.streaming import BufferedBody, RefusedBody, UploadBody
+from ocireg.api.routing import BodyTable, remembering_klein
 from ocireg.api.uploadheaders import upload_location, upload_range
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import DELETE, PULL, PUSH
 from ocireg.domain.registry_operations import RegistryOperations
 from ocireg.errors import (
     BLOB_UNKNOWN,
-    BLOB_UPLOAD_INVALID,
     BLOB_UPLOAD_UNKNOWN,
     MANIFEST_UNKNOWN,
     UNSUPPORTED,
@@ -146,6 +145,8 @@ class RegistryAPI:
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     install_error_handlers(app, oci_error, _unrouted)
+    #: The sink of each route's request body; a route that declares none reads no body.
+    bodies: BodyTable[streaming.SinkFactory] = BodyTable(app, "/v2/", streaming.discarded)
 
     def __init__(self, registry: RegistryOperations, access: RequestAccess | None = None) -> None:
         self._registry = registry
@@ -210,21 +211,14 @@ class RegistryAPI:
     # Uploads
 
     @app.route("/v2/<path:name>/blobs/uploads/", methods=["POST"])
+    @bodies.sink(streaming.monolithic_body)
     async def start_upload(self, request: IRequest, name: str) -> bytes:
-        await self._access.require(request, name, PUSH)
-        body = request.content
-        mount, source = _arg(request, "mount"), _arg(request, "from")
-        # Without pull on the source the mount is a normal upload: never a way to its blobs.
-        if mount is not None and source is not None and await self._access.may(
-            request, source, PULL
-        ):
-            mounted = await self._registry.mount(name, source, mount)
-            if mounted is not None:
-                return self._blob_created(request, name, mounted[0])
-        if isinstance(body, (UploadBody, RefusedBody)):
+        body = streaming.monolithic_upload_of(request)
+        if body is not None:
+            # Its sink asked whether the caller may push, before the body came.
+            uuid, upload = await body.result()
             digest = _arg(request, "digest")
             assert digest is not None
-            uuid, upload = await body.result()
             try:
                 parsed, _ = await self._registry.complete_upload(name, uuid, digest, upload)
             except BaseException:
@@ -233,6 +227,15 @@ class RegistryAPI:
                 await self._registry.abandon_upload(uuid)
                 raise
             return self._blob_created(request, name, parsed)
+        await self._access.require(request, name, PUSH)
+        mount, source = _arg(request, "mount"), _arg(request, "from")
+        # Without pull on the source the mount is a normal upload: never a way to its blobs.
+        if mount is not None and source is not None and await self._access.may(
+            request, source, PULL
+        ):
+            mounted = await self._registry.mount(name, source, mount)
+            if mounted is not None:
+                return self._blob_created(request, name, mounted[0])
         uuid = await self._registry.start_upload(
             name, await self._access.new_upload_id(request),
             await self._access.upload_client(request),
@@ -267,23 +270,19 @@ class RegistryAPI:
         request.setResponseCode(204)
         return b""
 
-    def _upload_body(self, request: IRequest) -> UploadBody | RefusedBody:
-        body = request.content
-        if not isinstance(body, (UploadBody, RefusedBody)):
-            raise RegistryError(BLOB_UPLOAD_INVALID, "malformed upload request")
-        return body
+    # The sinks of these two ask whether the caller may write to the upload.
 
     @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["PATCH"])
+    @bodies.sink(streaming.chunk_body)
     async def upload_chunk(self, request: IRequest, name: str, uuid: str) -> bytes:
-        await self._access.require_upload(request, name, uuid)
-        uuid, upload = await self._upload_body(request).result()
+        uuid, upload = await streaming.upload_of(request).result()
         size = await self._registry.release_upload(uuid, upload)
         return self._upload_progress(request, name, uuid, size)
 
     @app.route("/v2/<path:name>/blobs/uploads/<uuid>", methods=["PUT"])
+    @bodies.sink(streaming.last_chunk_body)
     async def finish_upload(self, request: IRequest, name: str, uuid: str) -> bytes:
-        await self._access.require_upload(request, name, uuid)
-        uuid, upload = await self._upload_body(request).result()
+        uuid, upload = await streaming.upload_of(request).result()
         digest = _arg(request, "digest")
         assert digest is not None
         parsed, _ = await self._registry.complete_upload(name, uuid, digest, upload)
@@ -318,13 +317,12 @@ class RegistryAPI:
         return b"" if request.method == b"HEAD" else manifest.body
 
     @app.route("/v2/<path:name>/manifests/<reference>", methods=["PUT"])
+    @bodies.sink(streaming.manifest_body)
     async def put_manifest(self, request: IRequest, name: str, reference: str) -> bytes:
-        await self._access.require(request, name, PUSH)
-        body = request.content
-        if not isinstance(body, BufferedBody) or isinstance(body, RefusedBody):
-            raise RegistryError(BLOB_UPLOAD_INVALID, "malformed manifest request")
+        # Its sink asked whether the caller may push, before keeping the body.
+        body = await streaming.kept_body(request)
         pushed = await self._registry.put_manifest(
-            name, reference, body.value(), request.getHeader("content-type") or ""
+            name, reference, body, request.getHeader("content-type") or ""
         )
         request.setResponseCode(201)
         headers: dict[str, str | int] = {

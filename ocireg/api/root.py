@@ -20,6 +20,7 @@ from ocireg.api.metrics import MetricsAPI
 from ocireg.api.observe import RequestObserver
 from ocireg.api.registry import RegistryAPI
 from ocireg.api.site import DEFAULT_LIMITS, ClientLimits, RegistrySite, UnbrandedRequest
+from ocireg.api.streaming import BodyRoutes
 from ocireg.api.token import TokenAPI
 from ocireg.domain.management_operations import ManagementOperations
 from ocireg.domain.registry_operations import RegistryOperations
@@ -60,7 +61,10 @@ def build_site(
             token_api = TokenAPI(access, token_path, reactor)
             extra[token_path.split("/")[1].encode()] = token_api.resource()
     root = Root(RegistryAPI(registry, access).resource(), {**extra, b"api": management})
-    return RegistrySite(root, registry, observers, access=access, limits=limits, reactor=reactor)
+    bodies = BodyRoutes((RegistryAPI.bodies, ManagementAPI.bodies))
+    return RegistrySite(
+        root, registry, bodies, observers, access=access, limits=limits, reactor=reactor
+    )
 
 
 def admin_resources(

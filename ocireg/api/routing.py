@@ -12,15 +12,21 @@ remembered answer is the answer. Only matches are remembered: a path that
 matches nothing (404, 405, a redirect) goes through werkzeug every time, so
 hostile paths cannot fill the memory with failures, and exceptions are not
 reused.
+
+`BodyTable` is the other use of an app's routes: what each route does with
+its request body, declared beside the route and found, as soon as the
+headers are in, by the same URL map Klein routes with (whose match the
+remembering matcher then hands Klein for nothing).
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, Generic, TypeVar
 
 from klein import Klein
-from werkzeug.routing import Rule
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import MapAdapter, RequestRedirect, Rule
 from werkzeug.routing.matcher import StateMachineMatcher
 
 #: Matches remembered; when full, the memory starts again from empty.
@@ -68,3 +74,60 @@ def remembering_klein(size: int = DEFAULT_SIZE) -> Klein:
     # matcher; tests/test_routing.py guards that this one is the one used.
     app.url_map._matcher = RememberingMatcher(app.url_map.merge_slashes, size)
     return app
+
+
+Sink = TypeVar("Sink")
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+class BodyTable(Generic[Sink]):
+    """What each route of `app` does with its request body, for the paths under `under`.
+
+    A route declares its sink with `@table.sink(factory)` beneath its
+    `@app.route(...)`; routes that declare none, and paths under `under` that
+    match no route, take `otherwise`. Routes are told apart by their Klein
+    endpoint, the handler's name.
+    """
+
+    def __init__(self, app: Klein, under: str, otherwise: Sink) -> None:
+        self._app = app
+        self.under = under
+        self._otherwise = otherwise
+        self._sinks: dict[str, Sink] = {}
+        #: The methods of the routes that declare a sink, and the map bound for matching;
+        #: made at the first lookup, once every route is in the map.
+        self._methods: frozenset[str] | None = None
+        self._adapter: MapAdapter | None = None
+
+    def sink(self, factory: Sink) -> Callable[[Handler], Handler]:
+        """Declare `factory` the sink of the decorated route's request bodies."""
+
+        def declare(handler: Handler) -> Handler:
+            self._sinks[handler.__name__] = factory
+            self._methods = self._adapter = None
+            return handler
+
+        return declare
+
+    def declared(self) -> Mapping[str, Sink]:
+        """The declared sinks by endpoint."""
+        return dict(self._sinks)
+
+    def find(self, method: str, path: str) -> tuple[Sink, Mapping[str, Any]]:
+        """The sink of a `method` request for `path` (a decoded path under `under`), and the
+        values its route takes from the path."""
+        if self._methods is None or self._adapter is None:
+            self._methods = frozenset(
+                m for rule in self._app.url_map.iter_rules()
+                if rule.endpoint in self._sinks for m in rule.methods or ()
+            )
+            # As Klein binds it, but for the host, which no route looks at.
+            self._adapter = self._app.url_map.bind("")
+        if method not in self._methods:
+            # Most requests (pulls): no route of this method keeps a body.
+            return self._otherwise, {}
+        try:
+            rule, values = self._adapter.match(path, method, return_rule=True)
+        except (HTTPException, RequestRedirect):
+            return self._otherwise, {}
+        return self._sinks.get(rule.endpoint, self._otherwise), values

@@ -1,18 +1,13 @@
-"""The twisted.web pieces under the Klein app: site, request and channel.
+"""The twisted.web pieces under the Klein apps: the site and its requests.
 
-`RegistryRequest` hands each body to `streaming.route_body` instead of
-spooling it, answers a request refused before its body is read
-(`answer_early`), and marks every response with the registry API version.
-`RegistrySite` keeps the requests in flight, so a stop can let them finish
-(or cut them off after a timeout), and tells its observers (the access log,
-the metrics) about each one as it ends.
-`RegistryChannel` answers a TLS handshake on a plain-HTTP port at once:
-Go clients (docker, podman, skopeo) try TLS first and would otherwise wait
-out a 10-second timeout before falling back to HTTP. It closes a connection
-whose request line and headers take longer than the header timeout: the idle
-timeout alone is reset by every byte, so a client sending one byte every few
-seconds would hold the connection for ever. `RegistrySite` refuses
-connections past its `ClientLimits` with a 503.
+`RegistryRequest` writes its body into the sink its route declares
+(`ocireg.api.streaming`) instead of spooling it, answers a request refused
+before its body is read (`answer_early`), and marks every response with the
+registry API version. `RegistrySite` keeps the requests in flight, so a stop
+can let them finish (or cut them off after a timeout), tells its observers
+(the access log, the metrics) about each one as it ends, and refuses
+connections past its `ClientLimits` with a 503. The connection itself is
+`ocireg.api.channel`'s.
 """
 
 from __future__ import annotations
@@ -26,26 +21,25 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.web.http import RESPONSES
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ocireg.api.auth import RequestAccess
+from ocireg.api.channel import Refused, RegistryChannel, client_of
 from ocireg.api.errors import early_answer, error_headers
 from ocireg.api.observe import RequestObserver, record_of
-from ocireg.api.streaming import GuardedBody, UploadBody, route_body
+from ocireg.api.sinks import DiscardedBody, UploadBody
+from ocireg.api.streaming import Arrival, BodyRoutes, BodySink, discarded
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.permissions import PUSH
 from ocireg.domain.registry_operations import RegistryOperations
-from ocireg.errors import UNAVAILABLE, RegistryError
+from ocireg.errors import RegistryError
 from ocireg.manifest import MAX_MANIFEST_SIZE
 
 _log = Logger()
-
-#: The first byte of a TLS handshake record.
-_TLS_HANDSHAKE = 0x16
 
 #: A request answered before its body was read may go on sending that body (read
 #: and discarded, so that the client reads the answer rather than a reset
@@ -72,6 +66,8 @@ class RegistryRequest(UnbrandedRequest):
     _body_complete = False
     #: Body bytes received so far.
     received = 0
+    #: Where the body goes, from the headers on: the sink its route declares.
+    body: BodySink | None = None
     #: Fires once a cut-off upload has kept the bytes it received.
     kept: Deferred | None = None
     #: The body length the headers announced (None: chunked).
@@ -80,27 +76,29 @@ class RegistryRequest(UnbrandedRequest):
     _answered_at: int | None = None
     _drain_call = None
 
+    def request_line_received(self, line: bytes) -> None:
+        """The channel read this request's first line (and twisted.web accepted it)."""
+        parts = line.split(b" ")
+        if len(parts) == 3:
+            # Known now, so that the body finds its route, and a request cut off
+            # mid-body is logged with them; requestReceived sets them again.
+            self.method, self.uri = parts[0], parts[1]
+
     def gotLength(self, length: int | None) -> None:
-        # The request line is only known from the channel's private fields
-        # here; tests/test_streaming.py guards that this keeps working.
         channel = self.channel
-        # Known now, so that a request cut off mid-body is logged with them;
-        # requestReceived sets them again once the body is in.
-        self.method, self.uri = channel._command, channel._path
+        site = channel.site
         self._length = length
-        self.content = route_body(
-            channel.site.registry,
-            channel._command,
-            channel._path,
-            self.requestHeaders,
-            length,
-            channel.transport,
-            # Checked before a byte of the body is kept.
-            _BodyGuard(channel.site.access, self),
-            self.answer_early,
-            channel.site.allowance(channel.client),
-        )
-        channel.site.request_started(self, isinstance(self.content, UploadBody))
+        factory, values, query = site.bodies.find(self.method, self.uri)
+        if factory is discarded:
+            # Most requests (pulls): nothing to build for a body nobody reads.
+            self.body = self.content = DiscardedBody()
+        else:
+            self.body = self.content = factory(Arrival(
+                site.registry, values, query, self.requestHeaders, length, channel.transport,
+                # Checked before a byte of the body is kept.
+                _BodyGuard(site.access, self), self.answer_early, site.allowance(channel.client),
+            ))
+        site.request_started(self, isinstance(self.body, UploadBody))
 
     def handleContentChunk(self, data: bytes) -> None:
         self.received += len(data)
@@ -110,15 +108,15 @@ class RegistryRequest(UnbrandedRequest):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self._body_complete = True
-        if isinstance(self.content, UploadBody | GuardedBody):
-            self.content.complete = True
+        if self.body is not None:
+            self.body.complete = True
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason) -> None:
         if self._drain_call is not None and self._drain_call.active():
             self._drain_call.cancel()
-        if not self._body_complete and isinstance(self.content, UploadBody):
-            self.kept = self.content.connection_lost()
+        if not self._body_complete and isinstance(self.body, UploadBody):
+            self.kept = self.body.connection_lost()
         super().connectionLost(reason)
 
     def process(self) -> None:
@@ -232,112 +230,9 @@ class ClientLimits:
 
 DEFAULT_LIMITS = ClientLimits()
 
-#: Seconds a client refused for the connection limits is asked to wait.
-RETRY_AFTER = 1
-
-
-def _busy_response() -> bytes:
-    _, body = early_answer(
-        RegistryError(UNAVAILABLE, "too many connections; try again shortly"), management=False
-    )
-    return (
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        b"Retry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-        % (RETRY_AFTER, len(body), body)
-    )
-
-
-class _Refused(Protocol):
-    """A connection past the limits: answered 503 at once, and closed."""
-
-    def connectionMade(self) -> None:
-        self.transport.write(_busy_response())
-        self.transport.loseConnection()
-
-
-def _client_of(address: IAddress | None) -> str | None:
-    host = getattr(address, "host", None)
-    return host if isinstance(host, str) else None
-
-
-class RegistryChannel(HTTPChannel):
-    _first_byte_seen = False
-    #: Set by the site: where this connection comes from, and the header timeout.
-    client: str | None = None
-    header_timeout: float = 0
-    #: Between requests: the next byte starts a request line, and the header clock.
-    _awaiting_request = True
-    #: A request's first byte has arrived, its headers have not all.
-    _in_headers = False
-    _header_call = None
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.site.connection_made(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        if not self._first_byte_seen and data:
-            self._first_byte_seen = True
-            if data[0] == _TLS_HANDSHAKE:
-                self.transport.write(
-                    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-                    b"Connection: close\r\nContent-Length: 39\r\n\r\n"
-                    b"this port speaks plain HTTP, not HTTPS\n"
-                )
-                self.transport.loseConnection()
-                return
-        if self._awaiting_request and data:
-            self._request_begins()
-        super().dataReceived(data)
-        # Most requests' headers come in one read: a timer only for those that do not.
-        if self._in_headers and self._header_call is None and self.header_timeout:
-            self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
-
-    def lineReceived(self, line: bytes) -> None:
-        # A request that ended while its read was parsed: the next one begins
-        # in the same read, without another call of dataReceived.
-        if self._awaiting_request:
-            self._request_begins()
-        super().lineReceived(line)
-
-    def _request_begins(self) -> None:
-        self._awaiting_request = False
-        self._in_headers = True
-
-    def allHeadersReceived(self) -> None:
-        self._in_headers = False
-        self._stop_header_timer()
-        super().allHeadersReceived()
-
-    def requestDone(self, request) -> None:
-        # Before the parent's: it hands over the next pipelined request's bytes at once.
-        self._awaiting_request = True
-        super().requestDone(request)
-
-    def connectionLost(self, reason) -> None:
-        self._stop_header_timer()
-        self.site.connection_lost(self)
-        super().connectionLost(reason)
-
-    def _stop_header_timer(self) -> None:
-        if self._header_call is not None and self._header_call.active():
-            self._header_call.cancel()
-        self._header_call = None
-
-    def _headers_too_slow(self) -> None:
-        self._header_call = None
-        self.site.header_timeouts += 1
-        _log.info("closing the connection of {client}: its request headers took over "
-                  "{timeout} s", client=self.client, timeout=self.header_timeout)
-        self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        )
-        # Closes, and aborts if the client does not let go.
-        self.timeoutConnection()
-
-
 class RegistrySite(Site):
-    """A site serving `resource`, whose upload bodies stream into `registry`'s blob store."""
+    """A site serving `resource`, each request's body going where `bodies` says: upload
+    bodies into `registry`'s blob store."""
 
     protocol = RegistryChannel
     requestFactory = RegistryRequest
@@ -346,6 +241,7 @@ class RegistrySite(Site):
         self,
         resource: IResource,
         registry: RegistryOperations,
+        bodies: BodyRoutes,
         observers: Iterable[RequestObserver] = (),
         access: RequestAccess | None = None,
         limits: ClientLimits = DEFAULT_LIMITS,
@@ -353,6 +249,7 @@ class RegistrySite(Site):
     ) -> None:
         super().__init__(resource, requestFactory=RegistryRequest, **kwargs)
         self.registry = registry
+        self.bodies = bodies
         self.access = access or RequestAccess(OpenAuthoriser())
         self.limits = limits
         #: Open connections, in all and by client address.
@@ -372,12 +269,12 @@ class RegistrySite(Site):
         self.stopping = False
 
     def buildProtocol(self, addr: IAddress) -> Protocol:
-        client = _client_of(addr)
+        client = client_of(addr)
         if self.connections >= self.limits.total or (
             client is not None and self._by_client[client] >= self.limits.per_client
         ):
             self.refused += 1
-            return _Refused()
+            return Refused()
         channel = super().buildProtocol(addr)
         channel.client = client
         channel.header_timeout = self.limits.header_timeout

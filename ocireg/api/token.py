@@ -23,7 +23,7 @@ from ocireg.api.errors import (
     oci_error,
 )
 from ocireg.api.render import json_response
-from ocireg.api.streaming import BufferedBody
+from ocireg.api.streaming import kept_body
 from ocireg.auth.interfaces import AuthenticationFailed, BasicCredentials, BearerCredentials
 from ocireg.auth.throttle import Throttled
 from ocireg.auth.tokens import TokenTooLarge, parse_scopes
@@ -66,8 +66,7 @@ class TokenAPI:
 
     async def _post(self, request: IRequest) -> bytes:
         # The OAuth2 form docker sends with a stored identity: a password grant.
-        content = request.content
-        raw = content.value() if isinstance(content, BufferedBody) else content.read()
+        raw = await kept_body(request, authorised_elsewhere=True)
         if len(raw) > MAX_TOKEN_BODY:
             raise RegistryError(
                 BODY_TOO_LARGE, f"a token request is at most {MAX_TOKEN_BODY} bytes"
