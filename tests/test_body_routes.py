@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from ocireg.api.auth import RequestAccess
 from ocireg.api.management import ManagementAPI
 from ocireg.api.registry import RegistryAPI
+from ocireg.api.root import build_site
 from ocireg.api.sinks import DiscardedBody, GuardedBody, RefusedBody, UploadBody
 from ocireg.api.streaming import (
     BodyRoutes,
@@ -36,7 +37,8 @@ from ocireg.api.streaming import (
 )
 from ocireg.auth.authoriser import OpenAuthoriser
 from ocireg.auth.interfaces import Decision, Principal
-from ocireg.service import build_site
+from ocireg.config import DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
+from ocireg.housekeeping import Housekeeping
 from tests.api_helpers import (
     digest_of,
     header,
@@ -99,10 +101,17 @@ def test_every_declared_sink_names_a_route_of_its_app():
     }
 
 
+def _site(registry, access: RequestAccess | None = None):
+    housekeeping = Housekeeping.of(
+        registry, reactor, DEFAULT_GRACE_PERIOD, DEFAULT_STAGING_TTL, DEFAULT_UPLOAD_TTL
+    )
+    return build_site(registry, housekeeping, access or RequestAccess(OpenAuthoriser()), reactor)
+
+
 @contextlib.asynccontextmanager
 async def _channel(tmp_path) -> AsyncIterator:
     async with local_registry(tmp_path) as registry:
-        site = build_site(registry)
+        site = _site(registry)
         channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         channel.makeConnection(StringTransport())
         try:
@@ -174,7 +183,7 @@ class _Server:
 async def _serving(tmp_path, authoriser: OpenAuthoriser) -> AsyncIterator[_Server]:
     """The site on a loopback port of the test's reactor, deciding with `authoriser`."""
     async with local_registry(tmp_path) as registry:
-        site = build_site(registry, access=RequestAccess(authoriser))
+        site = _site(registry, RequestAccess(authoriser))
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         try:
             yield _Server(port)
