@@ -35,6 +35,7 @@ from ocireg.auth.setup import AuthSetup, open_auth
 from ocireg.config import Config, ConfigError
 from ocireg.datadir import create_data_dir
 from ocireg.domain.registry_operations import RegistryOperations
+from ocireg.heap import heap_trimmer
 from ocireg.housekeeping import Housekeeping, HousekeepingService
 from ocireg.metrics import MeasuredMetadataStore, RegistryMetrics
 from ocireg.readiness import store_probes
@@ -136,7 +137,8 @@ class RegistryService(MultiService):
             del on_main[b"metrics"]
         site = build_site(
             registry, housekeeping, RequestAccess(auth.authoriser), reactor, on_main,
-            (self._request_log, self.metrics), config.auth_token_path,
+            (self._request_log, self.metrics, heap_trimmer(reactor, blob_pool)),
+            config.auth_token_path,
             ClientLimits(config.max_connections, config.max_client_connections,
                          config.header_timeout, config.max_client_buffer),
         )
