@@ -3,9 +3,9 @@
 Upload bodies pass through the heap in read-sized chunks, allocated on the
 reactor thread and freed on the blob threads. glibc's allocator keeps what
 such a burst freed in its arenas, so without a trim the server's resident
-memory stays near the burst's peak: eight concurrent 256 MiB uploads left
-from 0 to 55 MiB resident, by chance, and `malloc_trim(0)` brought each back
-to within 1 MiB of where it was before (docs/performance.rst). So when the
+memory stays up after the burst: eight concurrent 256 MiB uploads left
+from 0 to 55 MiB more resident, by chance, and `malloc_trim(0)` brought each
+back to where it was before (docs/performance.rst). So when the
 last upload in flight ends, one trim runs, on a thread: it walks the heap.
 Where the C library has no `malloc_trim` (musl, macOS), nothing is done.
 """
