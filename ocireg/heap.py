@@ -6,7 +6,10 @@ such a burst freed in its arenas, so without a trim the server's resident
 memory stays up after the burst: eight concurrent 256 MiB uploads left
 from 0 to 55 MiB more resident, by chance, and `malloc_trim(0)` brought each
 back to where it was before (docs/performance.rst). So when the
-last upload in flight ends, one trim runs, on a thread: it walks the heap.
+last upload in flight ends, one trim runs, on a thread: it walks the heap
+and holds the allocator's locks meanwhile, so it runs only once the uploads
+since the last trim brought `TRIM_AFTER` bytes or more (small pushes free
+little, and a trim after each would slow them).
 Where the C library has no `malloc_trim` (musl, macOS), nothing is done.
 """
 
@@ -24,6 +27,9 @@ from twisted.python.threadpool import ThreadPool
 from ocireg.api.observe import RequestRecord
 
 _log = Logger()
+
+#: Upload bytes received since the last trim below which none is worth its cost.
+TRIM_AFTER = 64 * 1024 * 1024
 
 
 def find_malloc_trim() -> Callable[[], object] | None:
@@ -55,6 +61,8 @@ class HeapTrimmer:
         self._trim = trim
         self._run_in_thread = run_in_thread
         self._uploads = 0
+        #: Upload bytes received since the last trim started.
+        self._received = 0
         self._trimming = False
         self._again = False
         #: Trims run since start, for the tests and the curious.
@@ -67,7 +75,8 @@ class HeapTrimmer:
         if not record.upload:
             return
         self._uploads -= 1
-        if self._uploads == 0 and self._trim is not None:
+        self._received += record.received
+        if self._uploads == 0 and self._received >= TRIM_AFTER and self._trim is not None:
             self._start()
 
     def _start(self) -> None:
@@ -76,6 +85,7 @@ class HeapTrimmer:
             self._again = True
             return
         self._trimming = True
+        self._received = 0
         self.trims += 1
         done = self._run_in_thread(self._trim)
         done.addErrback(lambda failure: _log.failure("trimming the heap", failure))
@@ -85,7 +95,7 @@ class HeapTrimmer:
         self._trimming = False
         if self._again:
             self._again = False
-            if self._uploads == 0:
+            if self._uploads == 0 and self._received >= TRIM_AFTER:
                 self._start()
 
 

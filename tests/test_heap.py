@@ -5,12 +5,12 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, succeed
 
 from ocireg.api.observe import RequestRecord
-from ocireg.heap import HeapTrimmer, find_malloc_trim
+from ocireg.heap import TRIM_AFTER, HeapTrimmer, find_malloc_trim
 
 
-def _record(upload: bool) -> RequestRecord:
+def _record(upload: bool, received: int = TRIM_AFTER) -> RequestRecord:
     return RequestRecord(
-        method="PUT", path="/v2/a/blobs/uploads/x", route=None, status=201, received=1,
+        method="PUT", path="/v2/a/blobs/uploads/x", route=None, status=201, received=received,
         sent=0, duration=0.1, client="127.0.0.1", user=None, repository="a", reference=None,
         completed=True, upload=upload,
     )
@@ -82,3 +82,18 @@ def test_without_a_malloc_trim_nothing_runs():
     trimmer.upload_started()
     trimmer.request_done(_record(upload=True))
     assert threads.jobs == []
+
+
+def test_uploads_that_brought_little_are_not_worth_a_trim_until_they_add_up():
+    calls = []
+    trimmer = HeapTrimmer(lambda: calls.append(1), lambda job: succeed(job()))
+    for _ in range(3):
+        trimmer.upload_started()
+        trimmer.request_done(_record(upload=True, received=TRIM_AFTER // 4))
+    assert calls == []
+    trimmer.upload_started()
+    trimmer.request_done(_record(upload=True, received=TRIM_AFTER // 4))
+    assert calls == [1]
+    trimmer.upload_started()
+    trimmer.request_done(_record(upload=True, received=TRIM_AFTER // 4))
+    assert calls == [1]
