@@ -4,17 +4,11 @@ Each ends with one line naming the fix and the exit code README lists, never a t
 
 from __future__ import annotations
 
-import datetime
 import io
-import ipaddress
 import socket
 
 import pytest
 import pytest_twisted
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 
 from ocireg import cli
@@ -22,6 +16,7 @@ from ocireg.config import Config
 from ocireg.service import RegistryService
 from tests.auth_helpers import GROUPS, RULES, write_htpasswd
 from tests.conftest import InProcessServer
+from tests.support import self_signed
 
 
 async def ocireg(*args: str, stdin=None) -> tuple[int, str, str]:
@@ -56,33 +51,10 @@ async def plain(tmp_path):
         await server.service.stopService()
 
 
-def self_signed(tmp_path) -> tuple[str, str]:
-    """A key and a self-signed certificate for 127.0.0.1: (key file, certificate file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ocireg test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_file, cert_file = tmp_path / "key.pem", tmp_path / "cert.pem"
-    key_file.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return str(key_file), str(cert_file)
-
 
 @pytest_twisted.async_yield_fixture
 async def tls(tmp_path):
-    key, cert = self_signed(tmp_path)
+    key, cert = (str(path) for path in self_signed(tmp_path))
     server = await _serve(tmp_path, f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
     server.url = server.url.replace("http://", "https://")
     server.cacert = cert

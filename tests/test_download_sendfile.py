@@ -17,7 +17,7 @@ import pytest
 import pytest_twisted
 
 from tests.api_helpers import push_blob
-from tests.support import RegistryProcess, free_port
+from tests.support import RegistryProcess, free_port, self_signed
 
 SIZE = 32 * 1024 * 1024
 
@@ -27,12 +27,6 @@ def blob() -> bytes:
     return os.urandom(SIZE)
 
 
-def _self_signed(tmp_path):
-    # Imported here: the e2e package's conftest needs the container clients.
-    from tests.e2e.test_e2e_auth import _self_signed as make
-
-    return make(tmp_path)
-
 
 @pytest.fixture(params=["tcp", "ssl"])
 def endpoint(request, tmp_path, blob):
@@ -41,7 +35,7 @@ def endpoint(request, tmp_path, blob):
     Both listeners are on the one process: the blob is pushed over plain TCP,
     then read over the listener the parameter names.
     """
-    key, certificate = _self_signed(tmp_path)
+    key, certificate = self_signed(tmp_path)
     tls_port = free_port()
     server = RegistryProcess(tmp_path / "data").start(
         "--listen", f"ssl:{tls_port}:interface=127.0.0.1:privateKey={key}:certKey={certificate}",

@@ -8,18 +8,12 @@ the trusted CA.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.auth_helpers import GROUPS, PASSWORDS, RULES, write_htpasswd
-from tests.support import RegistryProcess, free_port
+from tests.support import RegistryProcess, free_port, self_signed
 
 from .clients import ClientError
 from .oci_layout import OCILayout
@@ -136,36 +130,11 @@ def test_podman_logs_in_with_tokens_pushes_and_pulls(start_registry, podman, tmp
         podman.pull(f"{registry.host}/alice/app:1")
 
 
-def _self_signed(tmp_path):
-    """A key and a self-signed certificate for 127.0.0.1 and localhost."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ocireg test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"),
-        ]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_path, cert_path = tmp_path / "key.pem", tmp_path / "cert.pem"
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
-
 
 def test_skopeo_pushes_over_tls_trusting_the_self_signed_certificate(
     start_registry, skopeo, tmp_path
 ):
-    key, certificate = _self_signed(tmp_path)
+    key, certificate = self_signed(tmp_path)
     tls_port = free_port()
     registry = start_registry(
         "--listen", f"ssl:{tls_port}:interface=127.0.0.1:privateKey={key}:certKey={certificate}",
