@@ -16,7 +16,6 @@ Where the C library has no `malloc_trim` (musl, macOS), nothing is done.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
@@ -34,11 +33,9 @@ TRIM_AFTER = 64 * 1024 * 1024
 
 def find_malloc_trim() -> Callable[[], object] | None:
     """The C library's `malloc_trim(0)`, or None where there is none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        # The symbols the process already has loaded: libc's among them.
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
